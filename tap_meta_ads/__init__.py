@@ -1,0 +1,1 @@
+"""tap-meta-ads: a Singer tap for the Meta Marketing API."""

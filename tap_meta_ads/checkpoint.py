@@ -1,0 +1,117 @@
+"""Checkpoint and resume in the middle of a partition's pagination.
+
+The SDK writes STATE every 10,000 records and at the end of a partition, and for an unsorted
+stream (Meta's edges are not ordered by ``updated_time``) its bookmark only becomes valid at
+the end. A crash three hours into one ad account would restart it from zero. So the partition
+state also holds a *resume point*: the ``after`` cursor of the next page to read, the pages
+read so far, and the query the cursor belongs to (``since``), because a cursor is only valid
+with the filter it was issued for. A run started with that state continues from the cursor.
+
+This module is the only place that touches the SDK's state internals: the partition state
+dict, its ``progress_markers`` and the private STATE writer. An SDK upgrade that moves them
+fails the tests of this module loudly instead of silently losing resumability.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from singer_sdk.streams import Stream
+
+RESUME_KEY = "resume"
+_PROGRESS_MARKERS = "progress_markers"  # the SDK's key (singer_sdk.helpers._state.PROGRESS_MARKERS)
+
+
+@dataclass
+class ResumePoint:
+    """Where a partition's pagination stands, in epoch seconds where times are concerned.
+
+    ``after``: cursor of the next page (``None`` = first page). ``pages``: pages read so far.
+    ``since``: the ``updated_time`` GREATER_THAN filter the cursor belongs to (``None``: none).
+    ``max_seen``: the newest ``updated_time`` read so far. ``cap``: the newest value the
+    bookmark may take, one second before the partition started on Meta's clock, so that an
+    ad updated while the partition was being read is read again next time.
+    """
+
+    after: str | None
+    pages: int
+    since: int | None
+    max_seen: int | None
+    cap: int | None
+
+    @classmethod
+    def from_state(cls, partition_state: dict[str, Any]) -> ResumePoint | None:
+        """The saved point, or ``None`` when there is none or it is malformed."""
+        raw = partition_state.get(RESUME_KEY)
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return cls(
+                after=str(raw["after"]) if raw.get("after") else None,
+                pages=int(raw.get("pages", 0)),
+                since=_opt_int(raw.get("since")),
+                max_seen=_opt_int(raw.get("max_seen")),
+                cap=_opt_int(raw.get("cap")),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def bookmark(self) -> int | None:
+        """The bookmark this partition earns when it completes (epoch seconds)."""
+        if self.max_seen is None:
+            return None
+        return self.max_seen if self.cap is None else min(self.max_seen, self.cap)
+
+
+def save(stream: Stream, context: dict[str, Any], point: ResumePoint) -> None:
+    """Store the resume point in the partition state and emit a STATE message now."""
+    stream.get_context_state(context)[RESUME_KEY] = asdict(point)
+    emit_state(stream)
+
+
+def complete(stream: Stream, context: dict[str, Any], point: ResumePoint) -> None:
+    """End a partition: drop the resume point and set the bookmark the SDK will promote.
+
+    The SDK promotes ``progress_markers.replication_key_value`` to the bookmark when the
+    partition is finalised; writing our value there (capped, in UTC) replaces its running
+    maximum of strings, which compares Meta's ``-0700`` offsets as text.
+    """
+    state = stream.get_context_state(context)
+    state.pop(RESUME_KEY, None)
+    bookmark = point.bookmark()
+    if bookmark is None or stream.replication_key is None:
+        return
+    old = state.get("replication_key_value")
+    if isinstance(old, str):
+        bookmark = max(bookmark, to_epoch(old))  # a bookmark never moves backwards
+    markers = state.setdefault(_PROGRESS_MARKERS, {})
+    markers["replication_key"] = stream.replication_key
+    markers["replication_key_value"] = from_epoch(bookmark)
+
+
+def emit_state(stream: Stream) -> None:
+    """Write the tap's STATE now, through the SDK's (private) writer."""
+    stream.state_manager.is_flushed = False
+    stream._write_state_message()
+
+
+def to_epoch(value: str) -> int:
+    """Epoch seconds of a Meta or ISO 8601 time (``2023-03-21T22:41:46-0700``)."""
+    parsed = datetime.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return int(parsed.timestamp())
+
+
+def from_epoch(epoch: int) -> str:
+    """ISO 8601 in UTC, the form bookmarks are written in."""
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat()
+
+
+def _opt_int(value: object) -> int | None:
+    if value is None:
+        return None
+    return int(value)  # type: ignore[call-overload]  # ValueError/TypeError are handled by the caller

@@ -1,0 +1,514 @@
+"""The base Graph API stream: one home for URL, auth, fields, paging, errors, retries and checkpoints.
+
+A concrete stream only declares its name, edge, keys and schema (see ``streams.py``); every
+behaviour a production extraction needs lives here, once:
+
+- the token travels in the ``Authorization`` header only; ``appsecret_proof`` is a parameter;
+- ``fields=`` is derived from the catalog's selected properties (the schema is the one list);
+- pages follow ``paging.cursors.after`` (never the ``next`` URL, which repeats the token when
+  a client sent it as a parameter);
+- every response goes through the error table (``errors.py``) and the usage headers
+  (``usage.py``), and retries run through the SDK's backoff integration with waits that honour
+  Meta's hints;
+- every ``checkpoint_every_pages`` pages the partition's cursor is saved in STATE
+  (``checkpoint.py``), so a killed run resumes mid-partition instead of from zero.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import json
+import random
+import time
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import requests
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers.types import Context
+from singer_sdk.pagination import BaseAPIPaginator
+from singer_sdk.streams import RESTStream
+from typing_extensions import override
+
+from tap_meta_ads import checkpoint
+from tap_meta_ads.checkpoint import ResumePoint
+from tap_meta_ads.errors import (
+    CursorRejectedError,
+    GraphAPIError,
+    GraphError,
+    PageTooLargeError,
+    ThrottledError,
+    TransientError,
+    parse_json_body,
+    raise_for_error,
+    retry_after_seconds,
+)
+from tap_meta_ads.usage import Pacer, Usage
+
+if TYPE_CHECKING:
+    from backoff.types import Details
+    from singer_sdk.helpers.types import Record
+
+    from tap_meta_ads.monitor import PartitionStats, RunMonitor
+
+#: The smallest page the tap shrinks to when Meta asks for less data per call.
+MIN_PAGE_SIZE = 5
+#: Successful pages in a row after which a shrunk page size doubles again.
+GROW_AFTER_PAGES = 10
+#: How often a partition may restart from its bookmark because Meta refused its cursor.
+MAX_CURSOR_RESTARTS = 3
+HTTP_OK_MAX = 299
+
+
+def account_id_of(value: str) -> str:
+    """``act_123`` and ``123`` both mean account 123; the tap keeps the bare digits."""
+    value = value.strip()
+    return value[4:] if value.startswith("act_") else value
+
+
+class BearerAuth(requests.auth.AuthBase):
+    """Puts the token in the ``Authorization`` header and nowhere else; its repr hides it."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Add the header to an outgoing request."""
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<redacted>)"
+
+
+@dataclass(frozen=True)
+class GraphPage:
+    """One page of an edge, parsed once: its rows, the next cursor and Meta's clock."""
+
+    records: list[dict[str, Any]]
+    after: str | None
+    has_next: bool
+    server_time: int
+
+    @classmethod
+    def from_response(cls, response: requests.Response) -> GraphPage:
+        """Parse a 2xx body; a body that is not a Graph page is a transient fault."""
+        body = parse_json_body(response.text)
+        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+            raise TransientError(
+                "invalid_body",
+                f"HTTP {response.status_code} with a body that is not a Graph API page "
+                f"({len(response.content)} bytes)",
+            )
+        paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
+        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+        after = cursors.get("after")
+        return cls(
+            records=body["data"],
+            after=after if isinstance(after, str) and after else None,
+            has_next=bool(paging.get("next")),
+            server_time=server_time_of(response),
+        )
+
+
+def server_time_of(response: requests.Response) -> int:
+    """Meta's clock from the ``Date`` header (epoch seconds); the local clock when absent."""
+    header = response.headers.get("Date")
+    if header:
+        try:
+            return int(email.utils.parsedate_to_datetime(header).timestamp())
+        except (TypeError, ValueError):
+            pass
+    return int(time.time())
+
+
+class CursorPaginator(BaseAPIPaginator[str | None]):
+    """Follows ``paging.cursors.after`` while ``paging.next`` exists.
+
+    Stops without an extra request when ``next`` is absent (``after`` may still be present on
+    the last page), keeps going over an empty page that has ``next``, and raises on any cursor
+    seen before in the partition: a loop would otherwise re-read the same rows forever.
+    """
+
+    def __init__(self, start_value: str | None = None) -> None:
+        super().__init__(start_value)
+        self._seen: set[str] = {start_value} if start_value else set()
+
+    @override
+    def has_more(self, response: GraphPage) -> bool:  # type: ignore[override]  # pages are parsed once, upstream
+        return response.has_next and response.after is not None
+
+    @override
+    def get_next(self, response: GraphPage) -> str | None:  # type: ignore[override]  # as above
+        cursor = response.after
+        if cursor in self._seen:
+            msg = f"Meta returned a paging cursor already seen in this partition (page {self.count})"
+            raise GraphAPIError(msg)
+        if cursor:
+            self._seen.add(cursor)
+        return cursor
+
+    @override
+    def continue_if_empty(self, response: GraphPage) -> bool:  # type: ignore[override]  # as above
+        return self.has_more(response)
+
+
+class GraphStream(RESTStream[str | None]):
+    """Base stream for an ad-account edge, ``GET /{version}/act_{account_id}/{edge}``.
+
+    Subclasses set ``name``, ``edge``, ``primary_keys``, ``replication_key`` and
+    ``schema_filepath``; nothing else.
+    """
+
+    edge: str = ""
+    is_sorted = False  # Meta's edges are not ordered by updated_time
+    #: Set by the tap before syncing: where every partition's counters go.
+    monitor: RunMonitor | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
+        super().__init__(*args, **kwargs)
+        cfg = self.config
+        self._page_size_limit = int(cfg["page_size"])
+        self._page_size = self._page_size_limit
+        self._good_pages = 0
+        self._pacer = Pacer(
+            threshold_pct=float(cfg["throttle_threshold_pct"]),
+            fallback_seconds=float(cfg["backoff_base_seconds"]),
+            max_wait_seconds=float(cfg["backoff_max_seconds"]),
+        )
+        self._pace_wait = 0.0
+        self._stats: PartitionStats | None = None
+        secret = cfg.get("app_secret")
+        self._proof = (
+            hmac.new(secret.encode(), cfg["access_token"].encode(), hashlib.sha256).hexdigest() if secret else None
+        )
+        self._auth = BearerAuth(cfg["access_token"])
+
+    # -- where and how ------------------------------------------------------------------------
+
+    @property
+    @override
+    def url_base(self) -> str:
+        return f"{self.config['api_url'].rstrip('/')}/{self.config['api_version']}"
+
+    @property
+    @override
+    def path(self) -> str:  # type: ignore[override]  # declared from ``edge``, read-only
+        return f"/act_{{account_id}}/{self.edge}"
+
+    @property
+    @override
+    def authenticator(self) -> BearerAuth:
+        return self._auth
+
+    @property
+    @override
+    def timeout(self) -> int:
+        return float(self.config["request_timeout_seconds"])  # type: ignore[return-value]  # requests takes floats
+
+    @property
+    @override
+    def partitions(self) -> list[dict[str, Any]]:
+        return [{"account_id": account_id_of(a)} for a in self.config["account_ids"]]
+
+    def selected_fields(self) -> list[str]:
+        """The schema's selected properties, in schema order: the ``fields=`` of every request."""
+        mask = self.mask
+        return [name for name in self.schema["properties"] if mask.get(("properties", name), False)]
+
+    @override
+    def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {"fields": ",".join(self.selected_fields()), "limit": self._page_size}
+        statuses = self.config.get("effective_statuses")
+        if statuses:
+            params["effective_status"] = json.dumps(list(statuses))
+        if next_page_token:
+            params["after"] = next_page_token
+        if self._proof:
+            params["appsecret_proof"] = self._proof
+        return params
+
+    def filtering(self, since: int | None) -> list[dict[str, Any]]:
+        """Meta's server-side filter for an incremental read."""
+        if since is None or self.replication_key is None:
+            return []
+        return [{"field": f"{self.replication_key}", "operator": "GREATER_THAN", "value": since}]
+
+    @override
+    def get_new_paginator(self) -> CursorPaginator:
+        return CursorPaginator()
+
+    @override
+    def parse_response(self, response: requests.Response) -> Iterable[dict]:
+        yield from GraphPage.from_response(response).records
+
+    # -- one request, classified --------------------------------------------------------------
+
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        """Map Meta's error body through the error table; 2xx passes."""
+        if response.status_code <= HTTP_OK_MAX:
+            return
+        error = GraphError.from_body(response.status_code, parse_json_body(response.text))
+        hint = retry_after_seconds(response.headers.get("Retry-After"))
+        if hint is None:
+            hint = Usage.from_headers(response.headers).reset_seconds
+        raise_for_error(error, hint)
+
+    def fetch_page(self, context: Context, after: str | None, since: int | None) -> GraphPage:
+        """One attempt at one page: pace, send, note usage, classify, parse."""
+        stats = self._stats
+        if self._pace_wait > 0:
+            time.sleep(self._pace_wait)
+            if stats:
+                stats.pacing_wait_seconds += self._pace_wait
+            self._pace_wait = 0.0
+        params = self.get_url_params(context, after)
+        if (rules := self.filtering(since)):
+            params["filtering"] = json.dumps(rules)
+        prepared = self.build_prepared_request(method="GET", url=self.get_url(context), params=params)
+        if stats:
+            stats.requests += 1
+        started = time.perf_counter()
+        response = self.requests_session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        self._log_duration(response, started, context)
+        self._pace_wait = self._pacer.observe(Usage.from_headers(response.headers))
+        self.validate_response(response)
+        return GraphPage.from_response(response)
+
+    def _log_duration(self, response: requests.Response, started: float, context: Context) -> None:
+        """Keep the SDK's ``http_request_duration`` METRIC line, without the URL (it has the proof)."""
+        from singer_sdk import metrics  # noqa: PLC0415 - only this hook needs it
+
+        point = metrics.Point(
+            "timer",
+            metric=metrics.Metric.HTTP_REQUEST_DURATION,
+            value=time.perf_counter() - started,
+            tags={
+                metrics.Tag.STREAM: self.name,
+                metrics.Tag.ENDPOINT: self.edge,
+                metrics.Tag.HTTP_STATUS_CODE: response.status_code,
+                metrics.Tag.STATUS: "succeeded" if response.ok else "failed",
+                metrics.Tag.CONTEXT: dict(context),
+            },
+        )
+        self._log_metric(point)
+
+    # -- retries through the SDK's backoff integration -----------------------------------------
+
+    @override
+    def backoff_max_tries(self) -> int:
+        return int(self.config["max_retries"]) + 1
+
+    @override
+    def backoff_wait_generator(self) -> Generator[float, Any, None]:
+        """A wait per failure, decided from the exception (Meta's hint) and the attempt number."""
+        attempt = 0
+        exception = yield 0.0  # primed by backoff with send(None)
+        while True:
+            attempt += 1
+            exception = yield self.retry_wait(exception, attempt)
+
+    @override
+    def backoff_jitter(self, value: float) -> float:
+        return value  # retry_wait adds its own jitter; hinted waits must stay exact
+
+    def retry_wait(self, exception: BaseException, attempt: int) -> float:
+        """Seconds to wait before the next attempt."""
+        base = float(self.config["backoff_base_seconds"])
+        cap = float(self.config["backoff_max_seconds"])
+        if isinstance(exception, PageTooLargeError):
+            return 0.0  # the next attempt asks for half as much; nothing to wait for
+        if isinstance(exception, ThrottledError) and exception.wait_seconds is not None:
+            return min(cap, exception.wait_seconds * random.uniform(1.0, 1.05))  # noqa: S311 - jitter, not crypto
+        expo = base * (2.0 ** (attempt - 1))
+        if isinstance(exception, ThrottledError):
+            expo *= 2.0  # throttled without a hint: Meta's windows are long, lean to the slow side
+        return min(cap, expo * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+
+    @override
+    def backoff_handler(self, details: Details) -> None:
+        """Log and count each retry: reason, attempt n of max, the wait and Meta's trace id."""
+        exception = details.get("exception")
+        wait = float(details.get("wait") or 0.0)
+        reason, trace = retry_reason(exception)
+        if isinstance(exception, PageTooLargeError):
+            self.shrink_page()
+        stats = self._stats
+        if stats:
+            stats.retries[reason] += 1
+            if isinstance(exception, ThrottledError):
+                stats.throttle_wait_seconds += wait
+        self.logger.warning(
+            "Retrying %s account %s: reason=%s attempt %d of %d, waiting %.2fs%s",
+            self.name,
+            stats.account_id if stats else "?",
+            reason,
+            details.get("tries", 0),
+            self.backoff_max_tries(),
+            wait,
+            f" fbtrace_id={trace}" if trace else "",
+        )
+
+    def shrink_page(self) -> None:
+        """Halve the page size (down to a floor) after Meta asked for less data."""
+        smaller = max(min(MIN_PAGE_SIZE, self._page_size_limit), self._page_size // 2)
+        if smaller < self._page_size:
+            self._page_size = smaller
+            if self._stats:
+                self._stats.page_size_reductions += 1
+            self.logger.warning("Meta asked for less data per call: page size now %d", smaller)
+        self._good_pages = 0
+
+    def _page_succeeded(self) -> None:
+        """Grow a shrunk page size back after a run of successes."""
+        self._good_pages += 1
+        if self._page_size < self._page_size_limit and self._good_pages >= GROW_AFTER_PAGES:
+            self._page_size = min(self._page_size_limit, self._page_size * 2)
+            self._good_pages = 0
+            self.logger.info("Page size back up to %d", self._page_size)
+
+    # -- a partition, page by page, with checkpoints ------------------------------------------
+
+    def starting_since(self, context: Context) -> int | None:
+        """The GREATER_THAN filter for a fresh pass: the bookmark, or just before ``start_date``."""
+        value = self.get_starting_replication_key_value(context)
+        if not value:
+            return None
+        epoch = checkpoint.to_epoch(str(value))
+        start_date = self.config.get("start_date")
+        return epoch - 1 if start_date and value == start_date else epoch
+
+    @override
+    def request_records(self, context: Context | None) -> Iterable[dict]:
+        if context is None:  # pragma: no cover - partitions always give a context
+            msg = f"{self.name} needs an account context"
+            raise GraphAPIError(msg)
+        account_id = str(context["account_id"])
+        stats = (self.monitor.start(self.name, account_id) if self.monitor else None)
+        self._stats = stats
+        point = ResumePoint.from_state(self.get_context_state(context))
+        if point and point.after:
+            self.logger.info(
+                "Resuming %s account %s at page %d from the saved cursor", self.name, account_id, point.pages + 1
+            )
+            if stats:
+                stats.resumed_from_page = point.pages + 1
+        else:
+            point = ResumePoint(after=None, pages=0, since=self.starting_since(context), max_seen=None, cap=None)
+        every = max(1, int(self.config["checkpoint_every_pages"]))
+        fetch = self.request_decorator(self.fetch_page)
+        paginator = CursorPaginator(point.after)
+        restarts = 0
+        while not paginator.finished:
+            try:
+                page = fetch(context, paginator.current_value, point.since)
+            except CursorRejectedError as exc:
+                restarts += 1
+                if restarts > MAX_CURSOR_RESTARTS:
+                    self._stop(context, point, stats, exc)
+                self.logger.warning(
+                    "Meta refused the paging cursor of %s account %s (%s); restarting the account from its "
+                    "bookmark (rows already sent may be sent again)",
+                    self.name,
+                    account_id,
+                    exc,
+                )
+                if stats:
+                    stats.cursor_restarts += 1
+                point = ResumePoint(after=None, pages=0, since=self.starting_since(context), max_seen=None, cap=None)
+                paginator = CursorPaginator()
+                continue
+            except (RetriableAPIError, requests.RequestException) as exc:
+                self._stop(context, point, stats, exc, gave_up=True)
+            except FatalAPIError as exc:
+                self._stop(context, point, stats, exc)
+            self._page_succeeded()
+            if point.cap is None:
+                point.cap = page.server_time - 1
+            point.max_seen = self._newest(page.records, point.max_seen)
+            point.pages += 1
+            if stats:
+                stats.pages += 1
+                stats.records += len(page.records)
+            self.logger.info(
+                "%s account %s page %d: %d records (%d so far)",
+                self.name,
+                account_id,
+                point.pages,
+                len(page.records),
+                stats.records if stats else -1,
+            )
+            yield from page.records
+            paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
+            point.after = None if paginator.finished else paginator.current_value
+            if not paginator.finished and point.pages % every == 0:
+                checkpoint.save(self, context, point)
+        checkpoint.complete(self, context, point)
+        if stats:
+            stats.status = "complete"
+            if self.monitor:
+                self.monitor.log_partition(self.logger, stats)
+
+    def _newest(self, records: list[dict[str, Any]], newest: int | None) -> int | None:
+        """The newest replication-key value of a page, in epoch seconds."""
+        key = self.replication_key
+        if not key:
+            return newest
+        for record in records:
+            value = record.get(key)
+            if value:
+                epoch = checkpoint.to_epoch(value)
+                if newest is None or epoch > newest:
+                    newest = epoch
+        return newest
+
+    def _stop(
+        self,
+        context: Context,
+        point: ResumePoint,
+        stats: PartitionStats | None,
+        exc: BaseException,
+        *,
+        gave_up: bool = False,
+    ) -> None:
+        """Save where the partition stands (so a rerun resumes there), then fail with one line."""
+        checkpoint.save(self, context, point)
+        if stats:
+            stats.status = "failed"
+            if self.monitor:
+                self.monitor.log_partition(self.logger, stats)
+        if gave_up:
+            reason, _ = retry_reason(exc)
+            msg = (
+                f"Gave up on {self.name} account {context['account_id']} after {self.backoff_max_tries()} "
+                f"attempts ({reason}): {exc}"
+            )
+            raise GraphAPIError(msg) from exc
+        if isinstance(exc, GraphAPIError):
+            raise exc
+        raise GraphAPIError(str(exc)) from exc
+
+    @override
+    def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        if context is not None and "account_id" not in row:
+            row["account_id"] = context["account_id"]
+        return row
+
+
+def retry_reason(exception: BaseException | None) -> tuple[str, str | None]:
+    """A short label for a retry (``throttled:17/2446079``, ``http503``, ``ConnectionError``) and the trace id."""
+    error = getattr(exception, "error", None)
+    if isinstance(exception, ThrottledError):
+        return f"throttled:{exception.error.code_label}", exception.error.fbtrace_id
+    if isinstance(exception, PageTooLargeError):
+        return "reduce_data", exception.error.fbtrace_id
+    if isinstance(exception, TransientError):
+        return f"transient:{exception.reason}", error.fbtrace_id if isinstance(error, GraphError) else None
+    if exception is None:
+        return "unknown", None
+    return type(exception).__name__, None
+

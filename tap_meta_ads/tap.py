@@ -1,0 +1,210 @@
+"""TapMetaAds: the settings, their validation and the stream list. Knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import sys
+from typing import Any
+
+from singer_sdk import Tap
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
+from typing_extensions import override
+
+from tap_meta_ads import redact
+from tap_meta_ads.errors import GraphAPIError
+from tap_meta_ads.monitor import RunMonitor
+from tap_meta_ads.streams import STREAM_TYPES
+
+DEFAULT_API_VERSION = "v25.0"
+API_VERSION_PATTERN = re.compile(r"^v\d{2}\.0$")
+ACCOUNT_ID_PATTERN = re.compile(r"^(act_)?\d+$")
+#: Every effective status an ad can have except DELETED: a backup keeps ARCHIVED ads too.
+DEFAULT_EFFECTIVE_STATUSES = (
+    "ACTIVE",
+    "PAUSED",
+    "ARCHIVED",
+    "IN_PROCESS",
+    "WITH_ISSUES",
+    "CAMPAIGN_PAUSED",
+    "ADSET_PAUSED",
+    "PENDING_REVIEW",
+    "DISAPPROVED",
+    "PREAPPROVED",
+    "PENDING_BILLING_INFO",
+)
+
+
+class TapMetaAds(Tap):
+    """Extracts a client's Meta (Facebook/Instagram) ads data through the Marketing API."""
+
+    name = "tap-meta-ads"
+    package_name = "tap-meta-ads"
+    message_writer_class = MsgSpecWriter
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "access_token",
+            th.StringType(min_length=1),
+            required=True,
+            secret=True,
+            title="Access token",
+            description="Meta Marketing API access token with ads_read. Sent only in the Authorization header.",
+        ),
+        th.Property(
+            "account_ids",
+            th.ArrayType(th.StringType(pattern=ACCOUNT_ID_PATTERN.pattern)),
+            required=True,
+            title="Ad account ids",
+            description="Ad accounts to extract, as `act_123` or `123`; each is one state partition.",
+        ),
+        th.Property(
+            "start_date",
+            th.DateTimeType,
+            title="Start date",
+            description="Only objects updated at or after this time (ISO 8601). Absent: all history.",
+        ),
+        th.Property(
+            "api_version",
+            th.StringType(pattern=API_VERSION_PATTERN.pattern),
+            default=DEFAULT_API_VERSION,
+            title="Graph API version",
+            description="Marketing API version, as `vNN.0`.",
+        ),
+        th.Property(
+            "api_url",
+            th.URIType,
+            default="https://graph.facebook.com",
+            title="Graph API base URL",
+            description="Base URL of the Graph API; point it at the sandbox for offline runs and tests.",
+        ),
+        th.Property(
+            "page_size",
+            th.IntegerType(minimum=1, maximum=5000),
+            default=100,
+            title="Page size",
+            description="Rows per request (`limit`). Halved automatically when Meta asks for less data.",
+        ),
+        th.Property(
+            "request_timeout_seconds",
+            th.NumberType(minimum=1),
+            default=120,
+            title="Request timeout (seconds)",
+            description="How long one HTTP request may take before it is retried.",
+        ),
+        th.Property(
+            "app_secret",
+            th.StringType,
+            secret=True,
+            title="App secret",
+            description="When set, every request carries `appsecret_proof` (HMAC-SHA256 of the token).",
+        ),
+        th.Property(
+            "effective_statuses",
+            th.ArrayType(th.StringType),
+            default=list(DEFAULT_EFFECTIVE_STATUSES),
+            title="Effective statuses",
+            description="Which effective statuses to extract. The default includes ARCHIVED; add DELETED "
+            "to back up deleted objects too.",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=0),
+            default=10,
+            title="Maximum retries",
+            description="Retries of one request (throttling, transient faults) before the run stops.",
+        ),
+        th.Property(
+            "backoff_base_seconds",
+            th.NumberType(minimum=0),
+            default=5,
+            title="Backoff base (seconds)",
+            description="First wait of the exponential backoff when Meta gives no hint.",
+        ),
+        th.Property(
+            "backoff_max_seconds",
+            th.NumberType(minimum=0),
+            default=900,
+            title="Backoff cap (seconds)",
+            description="Longest single wait, whatever Meta's hint says.",
+        ),
+        th.Property(
+            "throttle_threshold_pct",
+            th.NumberType(minimum=1, maximum=100),
+            default=75,
+            title="Pacing threshold (%)",
+            description="Usage percentage (from Meta's usage headers) above which the tap slows down.",
+        ),
+        th.Property(
+            "checkpoint_every_pages",
+            th.IntegerType(minimum=1),
+            default=10,
+            title="Checkpoint every N pages",
+            description="Pages between STATE messages that save the paging cursor for resume.",
+        ),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
+        super().__init__(*args, **kwargs)
+        redact.install([self.config.get("access_token") or "", self.config.get("app_secret") or ""])
+        self.monitor = RunMonitor()
+        for stream in self.streams.values():
+            stream.monitor = self.monitor  # type: ignore[attr-defined]  # every stream is a GraphStream
+
+    @override
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Add the checks JSON schema cannot express, with one line naming each setting."""
+        errors = config_problems(self._config) or super()._validate_config(raise_errors=False)
+        if errors and raise_errors:
+            raise ConfigValidationError(errors[0], errors=errors)
+        return errors
+
+    @override
+    def discover_streams(self) -> list[Any]:
+        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    @override
+    def sync_all(self) -> None:
+        """Run every stream; a fatal Meta error ends the run with one line and a non-zero exit."""
+        status = "failed"
+        try:
+            super().sync_all()
+            status = "succeeded"
+        except GraphAPIError as exc:
+            self.logger.error("%s", exc)  # noqa: TRY400 - one clear line; the cause is in the text
+            self.monitor.log_run(self.logger, status)
+            sys.exit(1)
+        except BaseException:
+            self.monitor.log_run(self.logger, status)
+            raise
+        self.monitor.log_run(self.logger, status)
+
+
+def config_problems(config: dict[str, Any]) -> list[str]:
+    """Semantic checks, each a one-line message that names the setting."""
+    problems: list[str] = []
+    accounts = config.get("account_ids")
+    if not config.get("access_token"):
+        problems.append("access_token: required, and must not be empty")
+    if not isinstance(accounts, list) or not accounts:
+        problems.append("account_ids: give at least one ad account id, such as act_123 or 123")
+    else:
+        bad = [a for a in accounts if not isinstance(a, str) or not ACCOUNT_ID_PATTERN.match(a.strip())]
+        if bad:
+            problems.append(f"account_ids: {bad!r} are not ad account ids (expected act_123 or 123)")
+    start = config.get("start_date")
+    if start is not None:
+        try:
+            datetime.datetime.fromisoformat(str(start))
+        except ValueError:
+            problems.append(f"start_date: {start!r} is not an ISO 8601 date or date-time")
+    version = config.get("api_version")
+    if version is not None and not API_VERSION_PATTERN.match(str(version)):
+        problems.append(f"api_version: {version!r} is not of the form vNN.0 (for example {DEFAULT_API_VERSION})")
+    return problems
+
+
+if __name__ == "__main__":
+    TapMetaAds.cli()

@@ -1,0 +1,121 @@
+"""Meta's usage headers: how close a run is to the rate-limit wall, and how long to wait.
+
+Every Graph API response may carry ``x-app-usage``, ``x-ad-account-usage``,
+``x-business-use-case-usage`` and ``x-fb-ads-insights-throttle``: JSON strings whose numbers
+are percentages of a budget. Throttling starts at 100. Reading them on every response lets
+the tap slow down *before* the wall (pacing) and wait exactly as long as Meta says once it
+is there (``estimated_time_to_regain_access`` in minutes, ``reset_time_duration`` in seconds),
+instead of guessing with blind exponential backoff. This is the one place that decides waits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_APP = "x-app-usage"
+_ACCOUNT = "x-ad-account-usage"
+_BUC = "x-business-use-case-usage"
+_INSIGHTS = "x-fb-ads-insights-throttle"
+USAGE_HEADERS = (_APP, _ACCOUNT, _BUC, _INSIGHTS)
+_FULL = 100.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one response said about the budgets.
+
+    ``pct`` is the highest percentage in any header (0 when none was sent), ``reset_seconds``
+    the longest time Meta said it needs before the budget recovers (``None`` when it gave none).
+    """
+
+    pct: float = 0.0
+    reset_seconds: float | None = None
+    seen: bool = False
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> Usage:
+        """Read every usage header present; malformed ones are ignored, never fatal."""
+        pcts: list[float] = []
+        resets: list[float] = []
+        seen = False
+        for name in USAGE_HEADERS:
+            raw = headers.get(name)
+            if not raw:
+                continue
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            seen = True
+            _collect(value, pcts, resets)
+        return cls(
+            pct=max(pcts, default=0.0),
+            reset_seconds=max(resets) if resets else None,
+            seen=seen,
+        )
+
+
+def _collect(value: object, pcts: list[float], resets: list[float]) -> None:
+    """Walk a usage header's JSON (flat maps, or BUC's account -> list of maps)."""
+    if isinstance(value, list):
+        for item in value:
+            _collect(item, pcts, resets)
+        return
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        if isinstance(item, (dict, list)):
+            _collect(item, pcts, resets)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            number = float(item)
+            if key == "estimated_time_to_regain_access":
+                if number > 0:
+                    resets.append(number * 60.0)  # Meta gives minutes
+            elif key == "reset_time_duration":
+                if number > 0:
+                    resets.append(number)  # Meta gives seconds
+            elif key in {"call_count", "total_time", "total_cputime", "acc_id_util_pct", "app_id_util_pct"}:
+                pcts.append(number)
+
+
+class Pacer:
+    """Spreads the calls left in a budget over the time left in its window.
+
+    Below ``threshold_pct`` it never waits. Above it, it estimates how many points a call
+    costs (from how the percentage rose between calls) and how many calls remain before 100,
+    and waits ``reset_seconds / calls_left`` so that the budget recovers as fast as it is spent.
+    Without a reset hint it falls back to ``fallback_seconds``, doubling as usage climbs.
+    """
+
+    def __init__(self, threshold_pct: float, fallback_seconds: float, max_wait_seconds: float) -> None:
+        self.threshold_pct = threshold_pct
+        self.fallback_seconds = fallback_seconds
+        self.max_wait_seconds = max_wait_seconds
+        self._last_pct: float | None = None
+        self._cost_per_call = 1.0
+
+    def observe(self, usage: Usage) -> float:
+        """Take one response's usage; return how many seconds to wait before the next call."""
+        if not usage.seen:
+            return 0.0
+        if self._last_pct is not None and usage.pct > self._last_pct:
+            rise = usage.pct - self._last_pct
+            self._cost_per_call = 0.7 * self._cost_per_call + 0.3 * rise
+        self._last_pct = usage.pct
+        if usage.pct < self.threshold_pct:
+            return 0.0
+        if usage.pct >= _FULL:
+            wait = usage.reset_seconds if usage.reset_seconds is not None else self._fallback(usage.pct)
+        elif usage.reset_seconds is not None:
+            calls_left = max(1.0, (_FULL - usage.pct) / max(self._cost_per_call, 0.01))
+            wait = usage.reset_seconds / calls_left
+        else:
+            wait = self._fallback(usage.pct)
+        return min(wait, self.max_wait_seconds)
+
+    def _fallback(self, pct: float) -> float:
+        steps = max(0.0, (pct - self.threshold_pct) / 5.0)
+        return self.fallback_seconds * math.pow(2.0, min(steps, 10.0))
