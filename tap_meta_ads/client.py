@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
 from singer_sdk.pagination import BaseAPIPaginator
+from singer_sdk.singerlib.catalog import Metadata, MetadataMapping
 from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
@@ -165,6 +167,9 @@ class GraphStream(RESTStream[str | None]):
 
     edge: str = ""
     is_sorted = False  # Meta's edges are not ordered by updated_time
+    #: Meta's values already have the schema's types; recursive conformance cost ~half the CPU
+    #: of a plain SDK tap in profiles, and nested maps (targeting, bid_info) are free-form anyway.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
     #: Set by the tap before syncing: where every partition's counters go.
     monitor: RunMonitor | None = None
 
@@ -213,6 +218,16 @@ class GraphStream(RESTStream[str | None]):
     @override
     def partitions(self) -> list[dict[str, Any]]:
         return [{"account_id": account_id_of(a)} for a in self.config["account_ids"]]
+
+    @property
+    @override
+    def metadata(self) -> MetadataMapping:
+        """The SDK's metadata, with ``account_id`` always included: it names the partition."""
+        mapping = super().metadata
+        entry = mapping.get(("properties", "account_id"))
+        if entry is not None:
+            entry.inclusion = Metadata.InclusionType.AUTOMATIC
+        return mapping
 
     def selected_fields(self) -> list[str]:
         """The schema's selected properties, in schema order: the ``fields=`` of every request."""
