@@ -1,0 +1,87 @@
+"""Every knob of the sandbox in one checked dataclass, shared by the Python API and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tap_meta_ads.sandbox.faults import FaultPlan
+from tap_meta_ads.sandbox.usage import parse_throttle_code
+
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 5000
+_MAX_ACCOUNT_DIGITS = 99
+_MAX_ADS = 10**9
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How the sandbox behaves; checked on construction so a bad value fails before the server starts.
+
+    ``accounts`` maps an ad account id (digits, without ``act_``) to how many ads it starts with.
+    ``archived_ratio``/``deleted_ratio`` are the shares of ads that are ARCHIVED/DELETED (chosen by a hash
+    of the index, so fixed for a seed). ``page_budget_bytes`` makes a page whose estimated size is larger
+    fail with Meta's HTTP 500 "reduce the amount of data". ``empty_page_every=N`` serves every N-th page of
+    a pagination run empty but with ``next``. Budgets count calls per ``rate_window_seconds``; over the
+    account budget a call gets ``throttle_code``, over the app budget code 4. ``cursor_ttl_seconds``
+    makes older cursors fail as expired.
+    """
+
+    seed: int = 42
+    accounts: Mapping[str, int] = field(default_factory=lambda: {"1001": 3000})
+    tokens: tuple[str, ...] = ("sandbox-token",)
+    app_secret: str | None = None
+    archived_ratio: float = 0.1
+    deleted_ratio: float = 0.05
+    page_budget_bytes: int | None = None
+    empty_page_every: int = 0
+    rate_window_seconds: float = 3600.0
+    account_budget: int = 100000
+    app_budget: int = 1000000
+    throttle_code: str = "17/2446079"
+    usage_headers: bool = True
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    latency_seconds: float = 0.0
+    cursor_ttl_seconds: float | None = None
+    max_limit: int = MAX_LIMIT
+
+    def __post_init__(self) -> None:
+        """Reject impossible settings with a one-line reason (ValueError, TypeError for a wrong type)."""
+        self._check_accounts_and_tokens()
+        self._check_numbers()
+        parse_throttle_code(self.throttle_code)
+        if not isinstance(self.faults, FaultPlan):
+            raise TypeError("faults must be a FaultPlan")
+        object.__setattr__(self, "accounts", dict(self.accounts))
+        object.__setattr__(self, "tokens", tuple(self.tokens))
+
+    def _check_accounts_and_tokens(self) -> None:
+        if not self.accounts:
+            raise ValueError("at least one account is required")
+        for acct, n in self.accounts.items():
+            if not isinstance(acct, str) or not acct.isdigit() or len(acct) > _MAX_ACCOUNT_DIGITS:
+                raise ValueError(f"account id must be a digit string without 'act_', got {acct!r}")
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < _MAX_ADS:
+                raise ValueError(f"account {acct}: number of ads must be an integer in 0..{_MAX_ADS - 1}")
+        if isinstance(self.tokens, str):
+            raise TypeError("tokens must be a tuple of strings, not one string")
+        if not self.tokens or not all(isinstance(t, str) and t for t in self.tokens):
+            raise ValueError("at least one non-empty token is required")
+
+    def _check_numbers(self) -> None:
+        checks: tuple[tuple[bool, str], ...] = (
+            (0 <= self.archived_ratio <= 1, "archived_ratio must be between 0 and 1"),
+            (0 <= self.deleted_ratio <= 1, "deleted_ratio must be between 0 and 1"),
+            (self.archived_ratio + self.deleted_ratio <= 1, "archived_ratio + deleted_ratio must not exceed 1"),
+            (self.page_budget_bytes is None or self.page_budget_bytes >= 1, "page_budget_bytes must be >= 1"),
+            (self.empty_page_every >= 0, "empty_page_every must be >= 0"),
+            (self.rate_window_seconds > 0, "rate_window_seconds must be > 0"),
+            (self.account_budget >= 1, "account_budget must be >= 1"),
+            (self.app_budget >= 1, "app_budget must be >= 1"),
+            (self.latency_seconds >= 0, "latency_seconds must be >= 0"),
+            (self.cursor_ttl_seconds is None or self.cursor_ttl_seconds > 0, "cursor_ttl_seconds must be > 0"),
+            (self.max_limit >= 1, "max_limit must be >= 1"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)

@@ -1,0 +1,693 @@
+"""The sandbox server: Graph API routes, auth, paging answers, control endpoints, and the HTTP layer.
+
+:class:`SandboxApp` decides every answer without touching a socket (so the rules live in one place);
+:class:`_Handler` only moves bytes, and acts out the transport faults (reset, truncation, slowness) that
+cannot be expressed as an answer. :class:`SandboxServer` runs both in a daemon thread for tests, or in the
+foreground for the CLI.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, overload
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tap_meta_ads.sandbox.config import DEFAULT_LIMIT, SandboxConfig
+from tap_meta_ads.sandbox.data import DEFAULT_VISIBLE, EFFECTIVE_STATUSES, DataStore, MutationResult
+from tap_meta_ads.sandbox.edges import EDGES, Collection
+from tap_meta_ads.sandbox.errors import (
+    GraphError,
+    invalid_parameter,
+    invalid_token,
+    reduce_data,
+    unsupported_get,
+)
+from tap_meta_ads.sandbox.faults import (
+    HTML_KINDS,
+    FaultInjector,
+    FaultPlan,
+    FaultRule,
+    graph_error_for,
+    throttle_error,
+)
+from tap_meta_ads.sandbox.paging import Cursor, EdgeQuery, parse_query, select_page
+from tap_meta_ads.sandbox.stats import Stats
+from tap_meta_ads.sandbox.usage import RateLimiter, VirtualClock
+
+_GRAPH_PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<node>[^/]+)(?:/(?P<edge>[^/]+))?/?$")
+_VERSION = re.compile(r"^v\d{1,2}\.0$")
+_ACCOUNT_NODE = re.compile(r"^act_(?P<id>\d+)$")
+_TRUTH_PATH = re.compile(r"^/_sandbox/truth/act_(?P<id>\d+)/(?P<edge>[a-z_]+)/?$")
+
+JSON_TYPE = "application/json; charset=UTF-8"
+HTML_TYPE = "text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class _GraphRequest:
+    """One Graph API request as the app sees it: no socket, just what Meta would read."""
+
+    method: str
+    path: str
+    pairs: list[tuple[str, str]]
+    params: dict[str, str]
+    headers: dict[str, str]
+    host: str
+
+
+@dataclass
+class Reply:
+    """An answer to send: status, headers, body, and an optional transport fault to act out."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = JSON_TYPE
+    action: str | None = None
+    wait_seconds: float = 0.0
+
+
+def json_reply(status: int, doc: object, headers: dict[str, str] | None = None) -> Reply:
+    """Serialise ``doc`` once, compactly, as Meta does."""
+    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    return Reply(status, body, dict(headers or {}))
+
+
+def control_error(message: str, status: int = 400) -> Reply:
+    """A control-endpoint error: one line of JSON, never a traceback."""
+    return json_reply(status, {"error": message})
+
+
+class SandboxApp:
+    """Everything the sandbox knows and decides; thread-safe, socket-free."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.clock = VirtualClock()
+        self.store = DataStore(config.seed, dict(config.accounts), config.archived_ratio, config.deleted_ratio)
+        self.limiter = RateLimiter(
+            config.rate_window_seconds,
+            config.account_budget,
+            config.app_budget,
+            config.throttle_code,
+            usage_headers=config.usage_headers,
+        )
+        self.stats = Stats()
+        self.injector = FaultInjector(config.faults)
+        self.stop_event = threading.Event()
+        self._field_bytes: dict[str, dict[str, float]] = {}
+        self._field_bytes_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- Graph API
+
+    def graph(self, method: str, target: str, headers: dict[str, str], host: str) -> Reply:
+        """Answer one Graph API request (anything outside ``/_sandbox/``) and count it."""
+        split = urlsplit(target)
+        pairs = parse_qsl(split.query, keep_blank_values=True)
+        params = dict(pairs)
+        token_in_url = "access_token" in params
+        route, account_id = "unknown", None
+        m = _GRAPH_PATH.match(split.path)
+        if m is not None:
+            route = m["edge"] or "node"
+            acct = _ACCOUNT_NODE.match(m["node"])
+            account_id = acct["id"] if acct else None
+        _, rule = self.injector.next_request()
+        req = _GraphRequest(method, split.path, pairs, params, headers, host)
+        rows = 0
+        outcome = "ok"
+        if rule is not None:
+            outcome = f"fault:{rule.kind}"
+            reply = self._fault_reply(rule, req)
+            if reply.action in ("reset", "truncated", "slow"):
+                rows = int(reply.headers.pop("x-sandbox-rows", "0"))
+        else:
+            reply, rows = self._graph_answer(req)
+            if rows < 0:
+                outcome, rows = "throttled", 0
+            elif reply.status != HTTPStatus.OK:
+                outcome = f"error:{json.loads(reply.body)['error']['code']}"
+        self.stats.record(
+            route=route,
+            account_id=account_id if account_id in self.store.ads else None,
+            params=params,
+            status=reply.status,
+            outcome=outcome,
+            rows=rows,
+            token_in_url=token_in_url,
+        )
+        if self.config.latency_seconds:
+            reply.wait_seconds += self.config.latency_seconds
+        return reply
+
+    def _graph_answer(self, req: _GraphRequest) -> tuple[Reply, int]:
+        """The answer without faults: (reply, rows served); rows -1 marks a throttled answer."""
+        usage: dict[str, str] = {}
+        try:
+            return self._serve_edge(req, usage)
+        except GraphError as exc:
+            return json_reply(exc.status, exc.body(), {**usage, **exc.headers}), 0
+
+    def _serve_edge(self, req: _GraphRequest, usage: dict[str, str]) -> tuple[Reply, int]:
+        """Check the request in Meta's order (path, version, token, object, budget, params) and page it.
+
+        ``usage`` receives the usage headers as soon as the call is counted, so errors raised after that
+        point carry them too.
+        """
+        if req.method != "GET":
+            raise invalid_parameter(f"(#100) The sandbox serves GET only, not {req.method}")
+        m = _GRAPH_PATH.match(req.path)
+        if m is None:
+            raise GraphError(400, 2500, f"Unknown path components: {req.path}", is_transient=False)
+        if not _VERSION.match(m["version"]):
+            raise GraphError(400, 2635, f"(#2635) Unknown or unsupported API version {m['version']}")
+        self._authenticate(req.params, req.headers)
+        acct = _ACCOUNT_NODE.match(m["node"])
+        if acct is None or acct["id"] not in self.store.ads:
+            raise unsupported_get(m["node"])
+        account_id = acct["id"]
+        edge = EDGES.get(m["edge"] or "")
+        if edge is None:
+            name = m["edge"] or "(node)"
+            raise invalid_parameter(f"(#100) Tried accessing nonexisting field ({name}) on node type (AdAccount)")
+        coll = edge.collection(self.store, account_id)
+        if coll is None:  # pragma: no cover - every configured account has every edge
+            raise unsupported_get(m["node"])
+        now = self.clock.now()
+        decision = self.limiter.call(account_id, now)
+        usage.update(decision.headers)
+        if decision.throttled:
+            err = throttle_error(decision.code, decision.subcode)
+            return json_reply(err.status, err.body(), usage), -1
+        query = parse_query(
+            req.params,
+            coll,
+            edge=edge.name,
+            account_id=account_id,
+            now=now,
+            max_limit=self.config.max_limit,
+            default_limit=DEFAULT_LIMIT,
+            cursor_ttl=self.config.cursor_ttl_seconds,
+        )
+        self._check_page_budget(edge.name, coll, query)
+        body, rows = self._page_body(req, edge=edge.name, account_id=account_id, coll=coll, query=query, now=int(now))
+        return Reply(200, body, {**usage, "facebook-api-version": m["version"]}), rows
+
+    def _authenticate(self, params: dict[str, str], headers: dict[str, str]) -> None:
+        """Token from the ``access_token`` param or the Authorization header, then the appsecret_proof."""
+        token = params.get("access_token")
+        if token is None:
+            auth = headers.get("authorization", "")
+            scheme, _, value = auth.partition(" ")
+            if scheme.lower() in ("bearer", "oauth"):
+                token = value.strip()
+        if not token or token not in self.config.tokens:
+            raise invalid_token()
+        secret = self.config.app_secret
+        if secret is None:
+            return
+        proof = params.get("appsecret_proof")
+        if proof is None:
+            raise GraphError(
+                400,
+                100,
+                "API calls from the server require an appsecret_proof argument",
+                error_type="GraphMethodException",
+                is_transient=False,
+            )
+        expected = hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(proof.lower(), expected):
+            raise GraphError(
+                400,
+                100,
+                "Invalid appsecret_proof provided in the API argument",
+                error_type="GraphMethodException",
+                is_transient=False,
+            )
+
+    def field_bytes(self, edge: str, coll: Collection) -> dict[str, float]:
+        """Average serialised bytes per field, measured once per edge on a sample of real rows."""
+        with self._field_bytes_lock:
+            sizes = self._field_bytes.get(edge)
+            if sizes is None:
+                sample = [coll.row(i) for i in range(min(coll.count, 200))] or [{}]
+                sizes = {
+                    f: sum(len(json.dumps(r.get(f), separators=(",", ":"))) + len(f) + 4 for r in sample) / len(sample)
+                    for f in coll.fields
+                }
+                self._field_bytes[edge] = sizes
+            return sizes
+
+    def _check_page_budget(self, edge: str, coll: Collection, query: EdgeQuery) -> None:
+        """Fail a page whose estimated size (rows asked x bytes per row) is over the budget, as Meta does."""
+        budget = self.config.page_budget_bytes
+        if budget is None:
+            return
+        sizes = self.field_bytes(edge, coll)
+        estimate = query.limit * (2 + sum(sizes[f] for f in query.fields))
+        if estimate > budget:
+            raise reduce_data()
+
+    def _page_body(
+        self, req: _GraphRequest, *, edge: str, account_id: str, coll: Collection, query: EdgeQuery, now: int
+    ) -> tuple[bytes, int]:
+        """Serialise one page: rows projected to the asked fields, cursors, and the full ``next`` URL."""
+        page = select_page(coll, query, self.config.empty_page_every)
+        fields = query.fields
+        full = len(fields) == len(coll.fields)
+        data: list[dict[str, Any]] = []
+        for i in page.positions:
+            row = coll.row(i)
+            data.append(row if full else {f: row[f] for f in fields if f in row})
+        paging: dict[str, Any] = {}
+        after = Cursor(edge, account_id, page.next_position, page.page, now).encode()
+        if page.positions:
+            before = Cursor(edge, account_id, page.positions[0], page.page, now).encode()
+            paging["cursors"] = {"before": before, "after": after}
+        elif page.has_next:
+            paging["cursors"] = {"after": after}
+        base = [(k, v) for k, v in req.pairs if k not in ("after", "before")]
+        url = f"http://{req.host}{req.path}?"
+        if page.has_previous and page.positions:
+            paging["previous"] = url + urlencode([*base, ("before", paging["cursors"]["before"])])
+        if page.has_next:
+            paging["next"] = url + urlencode([*base, ("after", after)])
+        doc: dict[str, Any] = {"data": data}
+        if paging:
+            doc["paging"] = paging
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode(), len(data)
+
+    def _fault_reply(self, rule: FaultRule, req: _GraphRequest) -> Reply:
+        """Build the answer of an injected fault; transport faults wrap the real answer."""
+        kind = rule.kind
+        plan = self.injector.plan
+        err = graph_error_for(kind)
+        if err is not None:
+            return json_reply(err.status, err.body())
+        if kind in HTML_KINDS:
+            status, reason = HTML_KINDS[kind]
+            html = f"<html><head><title>{status} {reason}</title></head><body>{status} {reason}</body></html>"
+            return Reply(status, html.encode(), content_type=HTML_TYPE)
+        if kind == "http429":
+            body = b"<html><body>429 Too Many Requests</body></html>"
+            return Reply(429, body, {"Retry-After": str(plan.retry_after_seconds)}, content_type=HTML_TYPE)
+        reply, rows = self._graph_answer(req)
+        reply.headers["x-sandbox-rows"] = str(max(rows, 0))
+        reply.action = kind
+        if kind == "slow":
+            reply.wait_seconds = plan.slow_seconds
+        return reply
+
+    # ----------------------------------------------------------------- Python / control API
+
+    def mutate(
+        self,
+        account_id: str,
+        *,
+        update: int = 0,
+        create: int = 0,
+        delete: int = 0,
+        update_ids: list[str] | tuple[str, ...] = (),
+        delete_ids: list[str] | tuple[str, ...] = (),
+    ) -> MutationResult:
+        """Update, create and delete ads; every touched ad gets one fresh ``updated_time`` stamp."""
+        result, stamp = self.store.mutate(
+            str(account_id),
+            self.clock.now(),
+            update=update,
+            create=create,
+            delete=delete,
+            update_ids=update_ids,
+            delete_ids=delete_ids,
+        )
+        self.clock.ensure_at_least(stamp)
+        return result
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Replace the fault plan; its request numbering starts again at 1."""
+        self.injector = FaultInjector(plan)
+
+    def visible_ads(
+        self, account_id: str, effective_statuses: list[str] | tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """Ground truth: every ad (all fields) visible under those statuses, in edge order."""
+        coll = self.store.ads.get(str(account_id))
+        if coll is None:
+            raise ValueError(f"unknown account_id {account_id!r}")
+        if effective_statuses is None:
+            statuses = DEFAULT_VISIBLE
+        else:
+            bad = [s for s in effective_statuses if s not in EFFECTIVE_STATUSES]
+            if bad:
+                raise ValueError(f"unknown effective status {bad[0]!r}")
+            statuses = frozenset(effective_statuses)
+        return [coll.row(i) for i in coll.iter_visible(statuses)]
+
+    def control(self, method: str, target: str, body: bytes) -> Reply:
+        """Answer a ``/_sandbox/...`` control request (JSON in, JSON out, no auth)."""
+        split = urlsplit(target)
+        path = split.path.rstrip("/")
+        try:
+            doc: Any = json.loads(body) if body.strip() else {}
+        except ValueError:
+            return control_error("request body must be JSON")
+        if method == "POST" and not isinstance(doc, dict):
+            return control_error("request body must be a JSON object")
+        try:
+            return self._control(method, path, split.query, doc)
+        except (ValueError, TypeError) as exc:
+            return control_error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def _control(self, method: str, path: str, query: str, doc: dict[str, Any]) -> Reply:
+        handler = self._control_routes().get((method, path))
+        if handler is not None:
+            return json_reply(200, handler(doc))
+        m = _TRUTH_PATH.match(path)
+        if method == "GET" and m is not None:
+            return json_reply(200, self._control_truth(m["id"], m["edge"], query))
+        return control_error(f"no control endpoint {method} {path}", 404)
+
+    def _control_routes(self) -> dict[tuple[str, str], Callable[[dict[str, Any]], object]]:
+        """The control endpoints: each takes the JSON body and returns the JSON answer."""
+        return {
+            ("GET", "/_sandbox/stats"): lambda _: self.stats.snapshot(),
+            ("POST", "/_sandbox/stats/reset"): self._control_stats_reset,
+            ("GET", "/_sandbox/health"): lambda _: {"ok": True, "now": self.clock.now()},
+            ("POST", "/_sandbox/mutate"): lambda doc: self._control_mutate(doc).as_dict(),
+            ("GET", "/_sandbox/clock"): lambda _: {"now": self.clock.now()},
+            ("POST", "/_sandbox/clock"): self._control_clock,
+            ("POST", "/_sandbox/faults"): self._control_faults,
+            ("GET", "/_sandbox/config"): lambda _: self.limiter.settings(),
+            ("POST", "/_sandbox/config"): self._control_config,
+        }
+
+    def _control_stats_reset(self, doc: dict[str, Any]) -> object:
+        _only_keys(doc, set())
+        self.stats.reset()
+        return {"ok": True}
+
+    def _control_clock(self, doc: dict[str, Any]) -> object:
+        _only_keys(doc, {"advance_seconds"})
+        return {"now": self.clock.advance(_number(doc, "advance_seconds", 0.0))}
+
+    def _control_faults(self, doc: dict[str, Any]) -> object:
+        _only_keys(doc, {"faults", "seed", "slow_seconds", "retry_after_seconds"})
+        specs = doc.get("faults", [])
+        if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+            raise ValueError("faults must be a list of SPEC strings")
+        plan = FaultPlan(
+            tuple(specs),
+            seed=int(_number(doc, "seed", 0)),
+            slow_seconds=_number(doc, "slow_seconds", 30.0),
+            retry_after_seconds=int(_number(doc, "retry_after_seconds", 1)),
+        )
+        self.set_faults(plan)
+        return {"faults": [r.spec for r in plan.rules], "seed": plan.seed}
+
+    def _control_config(self, doc: dict[str, Any]) -> object:
+        _only_keys(doc, {"rate_window_seconds", "account_budget", "app_budget", "throttle_code", "usage_headers"})
+        if "usage_headers" in doc and not isinstance(doc["usage_headers"], bool):
+            raise ValueError("usage_headers must be true or false")
+        if "throttle_code" in doc and not isinstance(doc["throttle_code"], str):
+            raise ValueError('throttle_code must be a string such as "17/2446079"')
+        for key in ("account_budget", "app_budget"):
+            if key in doc and (isinstance(doc[key], bool) or not isinstance(doc[key], int)):
+                raise ValueError(f"{key} must be an integer")
+        self.limiter.configure(
+            window_seconds=_number(doc, "rate_window_seconds", None),
+            account_budget=doc.get("account_budget"),
+            app_budget=doc.get("app_budget"),
+            throttle_code=doc.get("throttle_code"),
+            usage_headers=doc.get("usage_headers"),
+        )
+        return self.limiter.settings()
+
+    def _control_truth(self, account_id: str, edge: str, query: str) -> object:
+        if edge != "ads":
+            raise ValueError(f"no ground truth for edge {edge!r}")
+        qs = dict(parse_qsl(query))
+        statuses = None
+        if "effective_status" in qs:
+            statuses = json.loads(qs["effective_status"])
+            if not isinstance(statuses, list):
+                raise ValueError("effective_status must be a JSON list")
+        return {"data": self.visible_ads(account_id, statuses)}
+
+    def _control_mutate(self, doc: dict[str, Any]) -> MutationResult:
+        _only_keys(doc, {"account_id", "update", "create", "delete", "update_ids", "delete_ids"})
+        if "account_id" not in doc:
+            raise ValueError("account_id is required")
+        counts: dict[str, int] = {}
+        for key in ("update", "create", "delete"):
+            value = doc.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{key} must be an integer")
+            counts[key] = value
+        ids: dict[str, list[str]] = {}
+        for key in ("update_ids", "delete_ids"):
+            value = doc.get(key, [])
+            if not isinstance(value, list):
+                raise TypeError(f"{key} must be a list of ad ids")
+            ids[key] = [str(v) for v in value]
+        return self.mutate(
+            str(doc["account_id"]),
+            update=counts["update"],
+            create=counts["create"],
+            delete=counts["delete"],
+            update_ids=ids["update_ids"],
+            delete_ids=ids["delete_ids"],
+        )
+
+
+@overload
+def _number(doc: dict[str, Any], key: str, default: float) -> float: ...
+@overload
+def _number(doc: dict[str, Any], key: str, default: None) -> float | None: ...
+def _number(doc: dict[str, Any], key: str, default: float | None) -> float | None:
+    """A JSON number from a control body (booleans refused: JSON true is not 1 here)."""
+    if key not in doc:
+        return default
+    value = doc[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} must be a number")
+    return float(value)
+
+
+def _only_keys(doc: dict[str, Any], allowed: set[str]) -> None:
+    """Refuse unknown keys: a typo in a control request must not be silently ignored."""
+    unknown = sorted(set(doc) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    """Threading server that knows its app; a deeper accept queue for benchmarks with many clients."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
+        self.app = app
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Moves bytes: reads the request, writes the app's reply, acts out transport faults."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, so a client's session reuses its connection
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's delayed ACK
+    # (40 ms a page on Linux), which would make the sandbox, not the client, the bottleneck.
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def version_string(self) -> str:
+        """The ``Server`` header."""
+        return "tap-meta-ads-sandbox"
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header comes from the virtual clock, so advancing it is visible to clients."""
+        return email.utils.formatdate(self.server.app.clock.now() if timestamp is None else timestamp, usegmt=True)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet: an access log would print tokens sent in URLs."""
+
+    def do_GET(self) -> None:
+        """Serve a GET."""
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        """Serve a POST."""
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        """Serve a DELETE (Graph API only; answered with an error)."""
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        app = self.server.app
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        try:
+            if self.path.startswith("/_sandbox/"):
+                reply = app.control(method, self.path, body)
+            else:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+                reply = app.graph(method, self.path, headers, host)
+        except Exception as exc:  # noqa: BLE001 - the server must answer, never drop the connection
+            print(f"sandbox: internal error on {method} {self.path.split('?')[0]}: {exc!r}", file=sys.stderr)
+            reply = json_reply(500, {"error": {"message": f"sandbox internal error: {exc}", "code": 1}})
+        if reply.wait_seconds and app.stop_event.wait(reply.wait_seconds):
+            self.close_connection = True
+            return
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if reply.action == "reset":
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.wfile.flush()
+            # SO_LINGER 0 turns close() into a TCP RST: the client sees "connection reset", not EOF.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if reply.action == "truncated":
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(reply.body)
+
+
+class SandboxServer:
+    """The sandbox on a real socket: a context manager for tests, or ``serve_forever`` for the CLI."""
+
+    def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = SandboxApp(config or SandboxConfig())
+        self._httpd = _HTTPServer((host, port), self.app)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        """The address the server is bound to."""
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when 0 was asked)."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``; point the tap's ``api_url`` here."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        """Serve in a daemon thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until :meth:`stop` or KeyboardInterrupt."""
+        self._httpd.serve_forever()
+
+    def stop(self) -> None:
+        """Stop serving and release the port; wakes handlers waiting on a slow fault."""
+        self.app.stop_event.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> SandboxServer:
+        """Start on entering the block."""
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Stop on leaving it."""
+        self.stop()
+
+    def stats(self) -> dict[str, Any]:
+        """Same document as ``GET /_sandbox/stats``."""
+        return self.app.stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Same as ``POST /_sandbox/stats/reset``."""
+        self.app.stats.reset()
+
+    def mutate(
+        self,
+        account_id: str,
+        *,
+        update: int = 0,
+        create: int = 0,
+        delete: int = 0,
+        update_ids: list[str] | tuple[str, ...] = (),
+        delete_ids: list[str] | tuple[str, ...] = (),
+    ) -> dict[str, list[str]]:
+        """Same as ``POST /_sandbox/mutate``: ``{"updated": [...], "created": [...], "deleted": [...]}``."""
+        return self.app.mutate(
+            account_id, update=update, create=create, delete=delete, update_ids=update_ids, delete_ids=delete_ids
+        ).as_dict()
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the virtual clock forward; returns the new virtual now (epoch seconds)."""
+        return self.app.clock.advance(seconds)
+
+    def now(self) -> float:
+        """The virtual clock."""
+        return self.app.clock.now()
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Replace the fault plan (request numbering restarts at 1)."""
+        self.app.set_faults(plan)
+
+    def configure(
+        self,
+        *,
+        window_seconds: float | None = None,
+        account_budget: int | None = None,
+        app_budget: int | None = None,
+        throttle_code: str | None = None,
+        usage_headers: bool | None = None,
+    ) -> dict[str, object]:
+        """Change rate-limit knobs at runtime, as ``POST /_sandbox/config`` does."""
+        self.app.limiter.configure(
+            window_seconds=window_seconds,
+            account_budget=account_budget,
+            app_budget=app_budget,
+            throttle_code=throttle_code,
+            usage_headers=usage_headers,
+        )
+        return self.app.limiter.settings()
+
+    def visible_ads(
+        self, account_id: str, effective_statuses: list[str] | tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """Ground truth: full ads visible under those statuses (default: Meta's default visibility)."""
+        return self.app.visible_ads(account_id, effective_statuses)

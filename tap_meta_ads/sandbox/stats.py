@@ -1,0 +1,90 @@
+"""What the sandbox saw: request counts by route, outcome and account, plus a capped request log.
+
+Tests and benchmarks read these to prove claims a client cannot prove about itself: that no request
+carried the token in its URL, that a resumed run started from a cursor, how often it was throttled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from typing import Any
+
+LOG_CAP = 100_000
+
+# Query params never written to the log: they are secrets (or derived from one).
+SECRET_PARAMS = frozenset({"access_token", "appsecret_proof"})
+
+
+class Stats:
+    """Thread-safe counters; :meth:`snapshot` returns plain JSON-ready data."""
+
+    def __init__(self, log_cap: int = LOG_CAP) -> None:
+        self._lock = threading.Lock()
+        self._log_cap = log_cap
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything counted so far (the request log numbering restarts at 1)."""
+        with self._lock:
+            self._requests = 0
+            self._by_route: Counter[str] = Counter()
+            self._by_outcome: Counter[str] = Counter()
+            self._by_account: Counter[str] = Counter()
+            self._throttled = 0
+            self._faulted = 0
+            self._token_in_url = 0
+            self._records = 0
+            self._log: deque[dict[str, Any]] = deque(maxlen=self._log_cap)
+
+    def record(
+        self,
+        *,
+        route: str,
+        account_id: str | None,
+        params: dict[str, str],
+        status: int,
+        outcome: str,
+        rows: int,
+        token_in_url: bool,
+    ) -> None:
+        """Count one Graph API request once its answer is decided."""
+        with self._lock:
+            self._requests += 1
+            self._by_route[route] += 1
+            self._by_outcome[outcome] += 1
+            if account_id is not None:
+                self._by_account[account_id] += 1
+            if outcome == "throttled":
+                self._throttled += 1
+            if outcome.startswith("fault:"):
+                self._faulted += 1
+            if token_in_url:
+                self._token_in_url += 1
+            self._records += rows
+            self._log.append(
+                {
+                    "n": self._requests,
+                    "route": route,
+                    "account_id": account_id,
+                    "params": {k: v for k, v in params.items() if k not in SECRET_PARAMS},
+                    "status": status,
+                    "outcome": outcome,
+                    "rows": rows,
+                }
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the stats document of ``GET /_sandbox/stats``."""
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "by_route": dict(self._by_route),
+                "by_outcome": dict(self._by_outcome),
+                "by_account": dict(self._by_account),
+                "throttled": self._throttled,
+                "faulted": self._faulted,
+                "token_in_url": self._token_in_url,
+                "records_served": self._records,
+                "log": list(self._log),
+            }
