@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -509,9 +510,30 @@ class GraphStream(RESTStream[str | None]):
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
+        """Add the partition's ``account_id`` when absent; write Meta's times as RFC 3339."""
         if context is not None and "account_id" not in row:
             row["account_id"] = context["account_id"]
+        for name in self._time_fields:
+            value = row.get(name)
+            if value:
+                row[name] = rfc3339(value)
         return row
+
+    @cached_property
+    def _time_fields(self) -> tuple[str, ...]:
+        """The schema's ``date-time`` properties (read once per stream, not per record)."""
+        return tuple(n for n, p in self.schema["properties"].items() if p.get("format") == "date-time")
+
+
+def rfc3339(value: str) -> str:
+    """``2023-03-21T22:41:46-0700`` -> ``2023-03-21T22:41:46-07:00``: same instant, same offset.
+
+    Meta writes offsets without a colon, which JSON Schema's ``date-time`` (RFC 3339) and
+    strict targets reject; anything else is passed through untouched.
+    """
+    if len(value) > 5 and value[-5] in "+-" and value[-3] != ":":  # noqa: PLR2004 - offset "+HHMM"
+        return f"{value[:-2]}:{value[-2:]}"
+    return value
 
 
 def retry_reason(exception: BaseException | None) -> tuple[str, str | None]:

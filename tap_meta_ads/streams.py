@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from importlib import resources
+from singer_sdk import SchemaDirectory, StreamSchema
 
+from tap_meta_ads import schemas
 from tap_meta_ads.client import GraphStream
 
-SCHEMAS = resources.files("tap_meta_ads") / "schemas"
+#: One JSON schema per stream, named after the stream: the only list of each stream's fields.
+SCHEMAS = SchemaDirectory(schemas)
 
 
 class AdsStream(GraphStream):
@@ -16,7 +18,7 @@ class AdsStream(GraphStream):
     edge = "ads"
     primary_keys = ("id",)
     replication_key = "updated_time"
-    schema_filepath = SCHEMAS / "ads.json"
+    schema = StreamSchema(SCHEMAS)
 
 
 STREAM_TYPES: tuple[type[GraphStream], ...] = (AdsStream,)

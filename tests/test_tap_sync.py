@@ -6,11 +6,13 @@ import json
 
 import pytest
 
+from tap_meta_ads.client import rfc3339
 from tap_meta_ads.sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import TOKEN, base_config, duplicates, run_tap, run_watching
 
 ACCOUNTS = ["act_1001", "1002"]
+TIME_FIELDS = {"created_time", "updated_time", "ad_schedule_start_time", "ad_schedule_end_time"}
 
 
 def truth(sandbox, account_id: str, statuses=DEFAULT_EFFECTIVE_STATUSES) -> dict[str, dict]:
@@ -32,7 +34,7 @@ def test_full_sync_every_visible_ad_exactly_once_with_every_field(sandbox, page_
     properties = set(run.schemas[0]["schema"]["properties"])
     for ad_id, ad in expected.items():
         record = by_id[ad_id]
-        assert record == {k: v for k, v in ad.items() if k in properties}, ad_id
+        assert record == {k: rfc3339(v) if k in TIME_FIELDS else v for k, v in ad.items() if k in properties}, ad_id
         assert record["account_id"] == ad["account_id"]
     # every selected field the sandbox knows comes back, not only `id`
     assert {"name", "status", "effective_status", "targeting", "tracking_specs", "creative"} <= set(record)

@@ -1,0 +1,1 @@
+"""JSON schemas, one per stream (a package so that importlib.resources finds them)."""
