@@ -1,5 +1,5 @@
 """``python -m tap_meta_ads``: the same CLI as the ``tap-meta-ads`` console script."""
 
-from tap_meta_ads.tap import TapMetaAds
+from tap_meta_ads.tap import main
 
-TapMetaAds.cli()
+main()

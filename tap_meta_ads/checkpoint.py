@@ -15,6 +15,7 @@ fails the tests of this module loudly instead of silently losing resumability.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,13 +67,13 @@ class ResumePoint:
         return self.max_seen if self.cap is None else min(self.max_seen, self.cap)
 
 
-def save(stream: Stream, context: dict[str, Any], point: ResumePoint) -> None:
+def save(stream: Stream, context: Mapping[str, Any], point: ResumePoint) -> None:
     """Store the resume point in the partition state and emit a STATE message now."""
     stream.get_context_state(context)[RESUME_KEY] = asdict(point)
     emit_state(stream)
 
 
-def complete(stream: Stream, context: dict[str, Any], point: ResumePoint) -> None:
+def complete(stream: Stream, context: Mapping[str, Any], point: ResumePoint) -> None:
     """End a partition: drop the resume point and set the bookmark the SDK will promote.
 
     The SDK promotes ``progress_markers.replication_key_value`` to the bookmark when the

@@ -22,10 +22,10 @@ import hmac
 import json
 import random
 import time
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
@@ -106,9 +106,10 @@ class GraphPage:
                 f"HTTP {response.status_code} with a body that is not a Graph API page "
                 f"({len(response.content)} bytes)",
             )
-        paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
-        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
-        after = cursors.get("after")
+        paging = body.get("paging")
+        paging = paging if isinstance(paging, dict) else {}
+        cursors = paging.get("cursors")
+        after = cursors.get("after") if isinstance(cursors, dict) else None
         return cls(
             records=body["data"],
             after=after if isinstance(after, str) and after else None,
@@ -171,8 +172,8 @@ class GraphStream(RESTStream[str | None]):
     #: Meta's values already have the schema's types; recursive conformance cost ~half the CPU
     #: of a plain SDK tap in profiles, and nested maps (targeting, bid_info) are free-form anyway.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
-    #: Set by the tap before syncing: where every partition's counters go.
-    monitor: RunMonitor | None = None
+    #: Where every partition's counters go; the tap gives all its streams one shared monitor.
+    monitor: RunMonitor
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
         super().__init__(*args, **kwargs)
@@ -403,71 +404,72 @@ class GraphStream(RESTStream[str | None]):
         if context is None:  # pragma: no cover - partitions always give a context
             msg = f"{self.name} needs an account context"
             raise GraphAPIError(msg)
-        account_id = str(context["account_id"])
-        stats = (self.monitor.start(self.name, account_id) if self.monitor else None)
-        self._stats = stats
+        stats = self._stats = self.monitor.start(self.name, str(context["account_id"]))
         point = ResumePoint.from_state(self.get_context_state(context))
         if point and point.after:
-            self.logger.info(
-                "Resuming %s account %s at page %d from the saved cursor", self.name, account_id, point.pages + 1
-            )
-            if stats:
-                stats.resumed_from_page = point.pages + 1
+            stats.resumed_from_page = point.pages + 1
+            self.logger.info("Resuming %s account %s at page %d from the saved cursor", *stats.key, point.pages + 1)
         else:
-            point = ResumePoint(after=None, pages=0, since=self.starting_since(context), max_seen=None, cap=None)
-        every = max(1, int(self.config["checkpoint_every_pages"]))
-        fetch = self.request_decorator(self.fetch_page)
+            point = self._fresh_point(context)
+        every = int(self.config["checkpoint_every_pages"])
         paginator = CursorPaginator(point.after)
-        restarts = 0
+        # ids sent in this pass: only consulted after Meta refused a cursor and the pass restarted
+        sent: set[str] = set()
+        restarted = False
         while not paginator.finished:
-            try:
-                page = fetch(context, paginator.current_value, point.since)
-            except CursorRejectedError as exc:
-                restarts += 1
-                if restarts > MAX_CURSOR_RESTARTS:
-                    self._stop(context, point, stats, exc)
-                self.logger.warning(
-                    "Meta refused the paging cursor of %s account %s (%s); restarting the account from its "
-                    "bookmark (rows already sent may be sent again)",
-                    self.name,
-                    account_id,
-                    exc,
-                )
-                if stats:
-                    stats.cursor_restarts += 1
-                point = ResumePoint(after=None, pages=0, since=self.starting_since(context), max_seen=None, cap=None)
-                paginator = CursorPaginator()
+            page = self._next_page(context, paginator, point)
+            if page is None:  # the cursor was refused: start the pass again, skip what was sent
+                point, paginator, restarted = self._fresh_point(context), CursorPaginator(), True
                 continue
-            except (RetriableAPIError, requests.RequestException) as exc:
-                self._stop(context, point, stats, exc, gave_up=True)
-            except FatalAPIError as exc:
-                self._stop(context, point, stats, exc)
-            self._page_succeeded()
             if point.cap is None:
                 point.cap = page.server_time - 1
             point.max_seen = self._newest(page.records, point.max_seen)
             point.pages += 1
-            if stats:
-                stats.pages += 1
-                stats.records += len(page.records)
-            self.logger.info(
-                "%s account %s page %d: %d records (%d so far)",
-                self.name,
-                account_id,
-                point.pages,
-                len(page.records),
-                stats.records if stats else -1,
-            )
-            yield from page.records
+            records = [r for r in page.records if r.get("id") not in sent] if restarted else page.records
+            sent.update(str(r.get("id")) for r in records)
+            stats.pages += 1
+            stats.records += len(records)
+            self.logger.info("%s account %s page %d: %d records (%d so far)", *stats.key, point.pages,
+                             len(records), stats.records)
+            yield from records
             paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
             point.after = None if paginator.finished else paginator.current_value
             if not paginator.finished and point.pages % every == 0:
                 checkpoint.save(self, context, point)
         checkpoint.complete(self, context, point)
-        if stats:
-            stats.status = "complete"
-            if self.monitor:
-                self.monitor.log_partition(self.logger, stats)
+        stats.status = "complete"
+        self.monitor.log_partition(self.logger, stats)
+
+    def _fresh_point(self, context: Context) -> ResumePoint:
+        """A pass from the first page, filtered from the bookmark (or start_date)."""
+        return ResumePoint(after=None, pages=0, since=self.starting_since(context), max_seen=None, cap=None)
+
+    def _next_page(self, context: Context, paginator: CursorPaginator, point: ResumePoint) -> GraphPage | None:
+        """Fetch the paginator's page with retries; ``None`` when Meta refused the cursor.
+
+        Anything that ends the run saves the resume point first, so a rerun continues here.
+        """
+        stats = self._stats
+        assert stats is not None
+        try:
+            fetch = cast("Callable[..., GraphPage]", self.request_decorator(self.fetch_page))  # type: ignore[arg-type]
+            page = fetch(context, paginator.current_value, point.since)
+        except CursorRejectedError as exc:
+            stats.cursor_restarts += 1
+            if stats.cursor_restarts > MAX_CURSOR_RESTARTS:
+                self._stop(context, point, exc)
+            self.logger.warning(
+                "Meta refused the paging cursor of %s account %s (%s); restarting the account from its bookmark",
+                *stats.key,
+                exc,
+            )
+            return None
+        except (RetriableAPIError, requests.RequestException) as exc:
+            self._stop(context, point, exc, gave_up=True)
+        except FatalAPIError as exc:
+            self._stop(context, point, exc)
+        self._page_succeeded()
+        return page
 
     def _newest(self, records: list[dict[str, Any]], newest: int | None) -> int | None:
         """The newest replication-key value of a page, in epoch seconds."""
@@ -482,21 +484,12 @@ class GraphStream(RESTStream[str | None]):
                     newest = epoch
         return newest
 
-    def _stop(
-        self,
-        context: Context,
-        point: ResumePoint,
-        stats: PartitionStats | None,
-        exc: BaseException,
-        *,
-        gave_up: bool = False,
-    ) -> None:
+    def _stop(self, context: Context, point: ResumePoint, exc: BaseException, *, gave_up: bool = False) -> NoReturn:
         """Save where the partition stands (so a rerun resumes there), then fail with one line."""
         checkpoint.save(self, context, point)
-        if stats:
-            stats.status = "failed"
-            if self.monitor:
-                self.monitor.log_partition(self.logger, stats)
+        if self._stats:
+            self._stats.status = "failed"
+            self.monitor.log_partition(self.logger, self._stats)
         if gave_up:
             reason, _ = retry_reason(exc)
             msg = (

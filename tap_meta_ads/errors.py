@@ -40,8 +40,8 @@ TRANSIENT_CODES = frozenset({1, 2, 960})
 AUTH_CODES = frozenset({102, 190})
 #: Permission errors: 10 and the 200-299 family.
 PERMISSION_CODES = frozenset({10, *range(200, 300)})
-#: Subcodes Meta attaches to an invalid or expired paging cursor (code 100).
-CURSOR_SUBCODES = frozenset({1357031, 1357046, 2446395})
+#: "Invalid cursors values": the code Meta answers a paging cursor it no longer accepts with.
+CURSOR_CODE = 2642
 #: The one message-text rule: Meta has no own code for a page that is too heavy.
 REDUCE_DATA_TEXT = "reduce the amount of data"
 
@@ -107,7 +107,7 @@ def classify(error: GraphError) -> Action:
         return Action.AUTH
     if code in PERMISSION_CODES:
         return Action.PERMISSION
-    if code == 100 and error.subcode in CURSOR_SUBCODES:  # noqa: PLR2004 - Meta's "invalid parameter"
+    if code == CURSOR_CODE:
         return Action.RESTART
     if error.is_transient or code in TRANSIENT_CODES:
         return Action.RETRY

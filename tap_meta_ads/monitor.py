@@ -33,6 +33,11 @@ class PartitionStats:
     cursor_restarts: int = 0
     status: str = "running"
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """(stream, account_id), for log lines."""
+        return (self.stream, self.account_id)
+
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view (the Counter becomes a plain dict, floats rounded)."""
         data = asdict(self)

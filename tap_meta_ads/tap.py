@@ -43,6 +43,8 @@ class TapMetaAds(Tap):
     name = "tap-meta-ads"
     package_name = "tap-meta-ads"
     message_writer_class = MsgSpecWriter
+    #: The monitor of the tap this process built last: ``main`` logs its run summary at exit.
+    last_monitor: RunMonitor | None = None
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -147,11 +149,9 @@ class TapMetaAds(Tap):
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
+        self.monitor = TapMetaAds.last_monitor = RunMonitor()
         super().__init__(*args, **kwargs)
         redact.install([self.config.get("access_token") or "", self.config.get("app_secret") or ""])
-        self.monitor = RunMonitor()
-        for stream in self.streams.values():
-            stream.monitor = self.monitor  # type: ignore[attr-defined]  # every stream is a GraphStream
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -163,23 +163,10 @@ class TapMetaAds(Tap):
 
     @override
     def discover_streams(self) -> list[Any]:
-        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
-
-    @override
-    def sync_all(self) -> None:
-        """Run every stream; a fatal Meta error ends the run with one line and a non-zero exit."""
-        status = "failed"
-        try:
-            super().sync_all()
-            status = "succeeded"
-        except GraphAPIError as exc:
-            self.logger.error("%s", exc)  # noqa: TRY400 - one clear line; the cause is in the text
-            self.monitor.log_run(self.logger, status)
-            sys.exit(1)
-        except BaseException:
-            self.monitor.log_run(self.logger, status)
-            raise
-        self.monitor.log_run(self.logger, status)
+        streams = [stream_type(tap=self) for stream_type in STREAM_TYPES]
+        for stream in streams:
+            stream.monitor = self.monitor
+        return streams
 
 
 def config_problems(config: dict[str, Any]) -> list[str]:
@@ -206,5 +193,28 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def main() -> None:
+    """Console entry point: the SDK's CLI, plus a one-line exit on Meta's fatal errors and a run summary.
+
+    The SDK's ``sync_all`` is final, so the wrapper around the whole run lives here: whatever ends
+    the run (success, a fatal Meta error, a crash), the summary is logged, and a fatal Meta error
+    is one ERROR line and exit code 1 rather than a traceback. Records and STATE already
+    written stay written: each partition saves its resume point before raising.
+    """
+    status = "failed"
+    try:
+        TapMetaAds.cli()
+    except SystemExit as exc:
+        status = "succeeded" if not exc.code else "failed"
+        raise
+    except GraphAPIError as exc:
+        TapMetaAds.logger.error("%s", exc)
+        sys.exit(1)
+    finally:
+        monitor = TapMetaAds.last_monitor
+        if monitor is not None and monitor.partitions:
+            monitor.log_run(TapMetaAds.logger, status)
+
+
 if __name__ == "__main__":
-    TapMetaAds.cli()
+    main()

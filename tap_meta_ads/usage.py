@@ -39,7 +39,8 @@ class Usage:
     def from_headers(cls, headers: Mapping[str, str]) -> Usage:
         """Read every usage header present; malformed ones are ignored, never fatal."""
         pcts: list[float] = []
-        resets: list[float] = []
+        seconds: list[float] = []
+        minutes: list[float] = []
         seen = False
         for name in USAGE_HEADERS:
             raw = headers.get(name)
@@ -50,33 +51,44 @@ class Usage:
             except ValueError:
                 continue
             seen = True
-            _collect(value, pcts, resets)
-        return cls(
-            pct=max(pcts, default=0.0),
-            reset_seconds=max(resets) if resets else None,
-            seen=seen,
-        )
+            _collect(value, pcts, seconds, minutes)
+        return cls(pct=max(pcts, default=0.0), reset_seconds=_reset(seconds, minutes), seen=seen)
 
 
-def _collect(value: object, pcts: list[float], resets: list[float]) -> None:
+def _reset(seconds: list[float], minutes: list[float]) -> float | None:
+    """How long until the budget recovers, from hints in seconds and in whole minutes.
+
+    ``estimated_time_to_regain_access`` is whole minutes, so ``m`` means (m-1, m] minutes; a
+    seconds hint that falls in that range is the same wait, measured more finely, and wins.
+    """
+    sec = max(seconds) if seconds else None
+    mins = max(minutes) if minutes else None
+    if mins is None:
+        return sec
+    if sec is None:
+        return mins * 60.0
+    return max(sec, (mins - 1) * 60.0)
+
+
+def _collect(value: object, pcts: list[float], seconds: list[float], minutes: list[float]) -> None:
     """Walk a usage header's JSON (flat maps, or BUC's account -> list of maps)."""
     if isinstance(value, list):
         for item in value:
-            _collect(item, pcts, resets)
+            _collect(item, pcts, seconds, minutes)
         return
     if not isinstance(value, dict):
         return
     for key, item in value.items():
         if isinstance(item, (dict, list)):
-            _collect(item, pcts, resets)
+            _collect(item, pcts, seconds, minutes)
         elif isinstance(item, (int, float)) and not isinstance(item, bool):
             number = float(item)
             if key == "estimated_time_to_regain_access":
                 if number > 0:
-                    resets.append(number * 60.0)  # Meta gives minutes
+                    minutes.append(number)
             elif key == "reset_time_duration":
                 if number > 0:
-                    resets.append(number)  # Meta gives seconds
+                    seconds.append(number)
             elif key in {"call_count", "total_time", "total_cputime", "acc_id_util_pct", "app_id_util_pct"}:
                 pcts.append(number)
 
