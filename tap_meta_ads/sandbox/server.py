@@ -66,6 +66,7 @@ class _GraphRequest:
     params: dict[str, str]
     headers: dict[str, str]
     host: str
+    account_id: str | None  # a configured account named by the path, else None
 
 
 @dataclass
@@ -124,9 +125,9 @@ class SandboxApp:
         if m is not None:
             route = m["edge"] or "node"
             acct = _ACCOUNT_NODE.match(m["node"])
-            account_id = acct["id"] if acct else None
+            account_id = acct["id"] if acct and acct["id"] in self.store.ads else None
         _, rule = self.injector.next_request()
-        req = _GraphRequest(method, split.path, pairs, params, headers, host)
+        req = _GraphRequest(method, split.path, pairs, params, headers, host, account_id)
         rows = 0
         outcome = "ok"
         if rule is not None:
@@ -142,7 +143,7 @@ class SandboxApp:
                 outcome = f"error:{json.loads(reply.body)['error']['code']}"
         self.stats.record(
             route=route,
-            account_id=account_id if account_id in self.store.ads else None,
+            account_id=account_id,
             params=params,
             status=reply.status,
             outcome=outcome,
@@ -296,7 +297,8 @@ class SandboxApp:
         plan = self.injector.plan
         err = graph_error_for(kind)
         if err is not None:
-            return json_reply(err.status, err.body())
+            # A JSON fault comes from the API itself, so it carries the usage headers as they stand.
+            return json_reply(err.status, err.body(), self.limiter.peek(req.account_id, self.clock.now()))
         if kind in HTML_KINDS:
             status, reason = HTML_KINDS[kind]
             html = f"<html><head><title>{status} {reason}</title></head><body>{status} {reason}</body></html>"

@@ -201,6 +201,16 @@ class RateLimiter:
                 decision.headers = self._headers(account_id, acct_calls, now, decision)
             return decision
 
+    def peek(self, account_id: str | None, now: float) -> dict[str, str]:
+        """The usage headers as they stand, without counting a call (for answers that are faults)."""
+        with self._lock:
+            if not self.usage_headers:
+                return {}
+            acct_calls = self._accounts.setdefault(account_id, deque()) if account_id else deque()
+            self._expire(self._app, now)
+            self._expire(acct_calls, now)
+            return self._headers(account_id, acct_calls, now, UsageDecision(throttled=False))
+
     def _headers(
         self, account_id: str | None, acct_calls: deque[float], now: float, decision: UsageDecision
     ) -> dict[str, str]:
