@@ -38,6 +38,10 @@ class Collection(Protocol):
         """The object with every field it has a value for."""
         ...
 
+    def encoded(self, index: int) -> dict[str, str]:
+        """The same object as ``{field: JSON text of the value}``, which pages are joined from."""
+        ...
+
 
 @dataclass(frozen=True)
 class Edge:
