@@ -297,3 +297,73 @@ def running(server: Any) -> Iterator[Any]:  # noqa: ANN401
         yield server
     finally:
         server.stop()
+
+
+class Relay:
+    """A loopback HTTP relay in front of a real server; a test hook sees every request first.
+
+    The hook gets (method, path) and returns None to forward the request, or (status, json_body) to
+    answer it itself (e.g. a bucket that refuses writes). It may also block, which is how a test holds
+    the tap in the middle of a run. Each request is answered on its own connection (HTTP/1.0 style).
+    """
+
+    def __init__(self, upstream_port: int,
+                 hook: Callable[[str, str], tuple[int, object] | None] | None = None) -> None:
+        import http.client  # noqa: PLC0415
+        import http.server  # noqa: PLC0415
+        import threading  # noqa: PLC0415
+
+        relay = self
+        self.requests: list[tuple[str, str]] = []
+        self.hook = hook
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                relay.requests.append((self.command, self.path))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                answer = relay.hook(self.command, self.path) if relay.hook else None
+                if answer is not None:
+                    status, doc = answer
+                    payload = json.dumps(doc).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in {"connection", "host"}}
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    payload = response.read()
+                except OSError:
+                    self.send_error(502, "upstream unreachable")
+                    return
+                finally:
+                    upstream.close()
+                # The upstream's own Date header passes through: the tap reads the sandbox's clock from it.
+                self.send_response_only(response.status, response.reason)
+                for key, value in response.getheaders():
+                    if key.lower() not in {"connection", "transfer-encoding", "content-length"}:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay  # noqa: N815
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                return
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="relay", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

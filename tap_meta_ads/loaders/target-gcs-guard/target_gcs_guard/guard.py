@@ -19,6 +19,7 @@ Only the standard library and google-cloud-storage are used here (orjson, when p
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -220,8 +221,8 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         rest[argv.index("--config") + 1] = str(child_config)
         LOGGER.info("run_id %s: objects will be named like %s", run_id, config["key_naming_convention"])
         child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            _child_command(rest), stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
+            _child_command(rest), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+        )  # unbuffered: each line reaches the target as soon as the tap sent it
         assert child.stdin is not None  # noqa: S101 - set by PIPE above
         assert child.stdout is not None  # noqa: S101
 
@@ -231,7 +232,7 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _forward_signal)
 
-        collector = _StateCollector(child.stdout, stdout)
+        collector = _StateCollector(io.BufferedReader(child.stdout), stdout)  # type: ignore[arg-type]
         collector.start()
         counts: Counter[str] = Counter()
         fed_all = _feed(iter(stdin.readline, b""), child.stdin, counts)
