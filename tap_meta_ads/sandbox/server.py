@@ -505,6 +505,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up (after a timeout, say) is normal here: no traceback, one line otherwise."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        print(f"sandbox: error serving {client_address}: {exc!r}", file=sys.stderr)
+
 
 class _Handler(BaseHTTPRequestHandler):
     """Moves bytes: reads the request, writes the app's reply, acts out transport faults."""
@@ -540,8 +547,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         app = self.server.app
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        length_header = self.headers.get("Content-Length") or "0"
+        if not length_header.isdigit():
+            self.close_connection = True  # the body's end is unknown, so the connection cannot be reused
+            self._send(control_error("Content-Length must be a non-negative integer"))
+            return
+        body = self.rfile.read(int(length_header)) if int(length_header) > 0 else b""
         try:
             if self.path.startswith("/_sandbox/"):
                 reply = app.control(method, self.path, body)

@@ -184,3 +184,23 @@ def test_unknown_account_is_100_33(sandbox, client):
     err = error_of(resp)
     assert (err["code"], err["error_subcode"]) == (100, 33)
     assert "act_4242" in err["message"]
+
+
+def test_latency_delays_every_graph_answer_but_not_control(make_sandbox, client):
+    sb = make_sandbox(latency_seconds=0.3)
+    start = time.perf_counter()
+    assert client.get(ads_url(sb), timeout=10).status_code == 200
+    assert time.perf_counter() - start >= 0.3
+    start = time.perf_counter()
+    requests.get(f"{sb.url}/_sandbox/stats", timeout=10)
+    assert time.perf_counter() - start < 0.3
+
+
+def test_bad_content_length_gets_a_400_not_a_crash(sandbox):
+    import socket
+
+    with socket.create_connection((sandbox.host, sandbox.port), timeout=10) as sock:
+        sock.sendall(b"POST /_sandbox/mutate HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert b"Content-Length" in answer
