@@ -62,7 +62,7 @@ MIN_PAGE_SIZE = 5
 #: Successful pages in a row after which a shrunk page size doubles again.
 GROW_AFTER_PAGES = 10
 #: How often a partition may restart from its bookmark because Meta refused its cursor.
-MAX_CURSOR_RESTARTS = 3
+MAX_CURSOR_RESTARTS = 5
 HTTP_OK_MAX = 299
 
 

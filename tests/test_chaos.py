@@ -1,0 +1,216 @@
+"""Issue 4: the chaos suite. Every fault the sandbox offers, rate limits, kill -9 and resume.
+
+All runs are real tap processes against the sandbox over real HTTP. A clean run of the same
+sandbox is the reference: a faulty run must produce the same set of records, with no loss and
+no duplicates, and exit 0; a fatal fault must end the run fast, with one clear line, after
+flushing what was already extracted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tap_meta_ads.sandbox import FaultPlan
+from tests.tap_harness import base_config, duplicates, run_and_kill, run_tap, seeded
+
+ACCOUNTS = {"1001": 900, "1002": 700}
+ACCOUNT_IDS = ["act_1001", "1002"]
+#: Waits capped low so that honoured hints (60 s on Meta) keep the suite fast; the cap is the feature under test.
+CHAOS = {"page_size": 100, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.3, "max_retries": 8,
+         "request_timeout_seconds": 1}
+
+RECOVERABLE = [
+    *[f"throttle:{c}" for c in ("4", "17", "17/2446079", "32", "613")],
+    *[f"throttle:{c}" for c in range(80000, 80015)],
+    "http429", "http500", "http502", "http503", "http504",
+    "code1", "code2", "transient", "aborted", "reduce", "reset", "truncated", "slow", "expired_cursor",
+]
+FATAL = {
+    "token_expired": "invalid or expired",
+    "permission": "Permission missing",
+    "param": "100",
+    "unknown_code": "99999",
+    "deprecated_version": "2635",
+    "blocked": "368",
+}
+
+
+@pytest.fixture
+def clean_ids(make_sandbox):
+    """The ids of a clean run against a sandbox like the chaos ones (same seed, same accounts)."""
+    sandbox = make_sandbox(accounts=ACCOUNTS)
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    assert run.returncode == 0, run.stderr[-2000:]
+    ids = run.ids()
+    assert len(ids) > 1200
+    return sorted(ids)
+
+
+def test_every_recoverable_fault_kind_is_in_the_suite():
+    from tap_meta_ads.sandbox.faults import BASE_KINDS
+
+    fatal_or_listed = set(RECOVERABLE) | set(FATAL)
+    assert set(BASE_KINDS) <= fatal_or_listed
+
+
+@pytest.mark.parametrize("kind", RECOVERABLE)
+def test_fault_kind_is_survived_with_no_loss_and_no_duplicates(make_sandbox, clean_ids, kind):
+    # requests 2, 3, 5 and 9 fail: two in a row force a second retry of the same page
+    faults = FaultPlan.from_specs([f"{kind}@2,3,5,9"], slow_seconds=3)
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=faults)
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert duplicates(run.ids()) == {}
+    assert sorted(run.ids()) == clean_ids
+    stats = sandbox.stats()
+    assert stats["faulted"] == 4
+    summary = run.summary()
+    assert summary["requests"] == stats["requests"]
+    if kind == "reduce":
+        assert summary["page_size_reductions"] >= 2
+    elif kind == "expired_cursor":
+        assert sum(p["cursor_restarts"] for p in summary["partitions"]) == 4
+        assert "refused the paging cursor" in run.stderr
+    else:
+        assert summary["retries_total"] == 4
+        assert "Retrying ads account" in run.stderr
+
+
+def test_random_faults_of_every_kind_at_once(make_sandbox, clean_ids):
+    specs = [f"{kind}~0.03" for kind in RECOVERABLE if kind != "slow"] + ["slow~0.01*2"]
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(specs, seed=5, slow_seconds=3))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "max_retries": 12}))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(set(run.ids())) == clean_ids
+    assert duplicates(run.ids()) == {}
+    stats = sandbox.stats()
+    assert stats["faulted"] >= 5
+    assert run.summary()["requests"] == stats["requests"]
+
+
+def test_pacing_keeps_a_long_run_under_the_budget(make_sandbox, clean_ids):
+    # 2 s window, 12 calls per account: the run needs 16 pages, so it must spread them out
+    sandbox = make_sandbox(accounts=ACCOUNTS, rate_window_seconds=2.0, account_budget=12, app_budget=10000)
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "throttle_threshold_pct": 50,
+                                                             "backoff_max_seconds": 5}))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(run.ids()) == clean_ids
+    stats = sandbox.stats()
+    assert stats["throttled"] == 0
+    assert run.summary()["pacing_wait_seconds"] > 0
+
+
+def test_without_usage_headers_the_regain_hint_still_gets_the_run_through(make_sandbox, clean_ids):
+    sandbox = make_sandbox(accounts=ACCOUNTS, rate_window_seconds=2.0, account_budget=4, app_budget=10000,
+                           usage_headers=False)
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "backoff_max_seconds": 5, "max_retries": 6}))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(run.ids()) == clean_ids
+    stats = sandbox.stats()
+    assert stats["throttled"] > 0
+    summary = run.summary()
+    assert summary["throttle_wait_seconds"] > 0
+    # honouring the hint means one throttle answer per wall, not a burst of blind retries
+    assert stats["throttled"] <= summary["retries_total"]
+    assert stats["throttled"] <= 8
+
+
+@pytest.mark.parametrize("kind", sorted(FATAL))
+def test_fatal_errors_stop_fast_with_one_line_after_flushing(make_sandbox, kind):
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs([f"{kind}@4"]))
+    started = time.monotonic()
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    elapsed = time.monotonic() - started
+    assert run.returncode != 0
+    assert elapsed < 30
+    assert sandbox.stats()["requests"] == 4  # no retries of a fatal error
+    # one ERROR line says what happened (the SDK adds a generic "unhandled error" line of its own)
+    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line and "unhandled error" not in line]
+    assert len(errors) == 1, run.stderr[-3000:]
+    assert FATAL[kind] in errors[0]
+    assert "Traceback" not in run.stderr
+    # the three pages read before the fault were flushed, with a STATE to resume from
+    assert len(run.ids()) == 300
+    resume = run.last_state["bookmarks"]["ads"]["partitions"][0]["resume"]
+    assert resume["pages"] == 3 and resume["after"]
+    assert run.summary()["status"] == "failed"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_kill_minus_nine_and_resume_until_done(make_sandbox, clean_ids, seed):
+    every = 2
+    page_size = 50
+    sandbox = make_sandbox(accounts=ACCOUNTS)
+    config = base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "page_size": page_size,
+                                                       "checkpoint_every_pages": every})
+    rng = seeded(seed)
+    state = None
+    all_ids: list[str] = []
+    kills = 0
+    for _ in range(20):
+        sandbox.reset_stats()
+        resumed = _resumed_account(state)
+        run = run_and_kill(config, state=state, kill_after_lines=rng.randint(40, 900))
+        all_ids += run.ids()
+        if resumed:
+            # the resumed account started from the saved cursor, not from page 1
+            log = sandbox.stats()["log"]
+            first = next(e for e in log if e["route"] == "ads" and e["account_id"] == resumed)
+            assert "after" in first["params"], first
+        if run.returncode == 0:
+            break
+        kills += 1
+        state = run.last_state or state
+    else:
+        pytest.fail("the tap never finished")
+    assert kills >= 1
+    assert sorted(set(all_ids)) == clean_ids
+    extra = len(all_ids) - len(clean_ids)
+    assert extra <= kills * every * page_size, (extra, kills)
+
+
+def _resumed_account(state):
+    """The account whose partition state holds a saved cursor, if any."""
+    if not state:
+        return None
+    for partition in state["bookmarks"].get("ads", {}).get("partitions", []):
+        if partition.get("resume", {}).get("after"):
+            return partition["context"]["account_id"]
+    return None
+
+
+def test_secrets_never_leak_with_every_fault_on(make_sandbox):
+    token = "SECRET-" + seeded(99).randbytes(8).hex()
+    app_secret = "APPSECRET-" + seeded(98).randbytes(8).hex()
+    specs = [f"{kind}~0.04" for kind in RECOVERABLE if kind != "slow"] + ["slow@3", "token_expired@after:40"]
+    sandbox = make_sandbox(accounts=ACCOUNTS, tokens=(token,), app_secret=app_secret,
+                           faults=FaultPlan.from_specs(specs, seed=3, slow_seconds=3))
+    config = base_config(sandbox.url, ACCOUNT_IDS, **CHAOS, access_token=token, app_secret=app_secret)
+    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"})
+    assert sandbox.stats()["faulted"] > 5
+    assert run.returncode != 0  # the token expires at request 41
+    for text in (run.stdout, run.stderr, json.dumps(run.states)):
+        assert token not in text
+        assert app_secret not in text
+    assert sandbox.stats()["token_in_url"] == 0
+
+
+def test_run_summary_counts_match_the_sandbox(make_sandbox):
+    faults = FaultPlan.from_specs(["http503@2", "throttle:17@5", "reset@7", "reduce@9"], slow_seconds=3)
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=faults)
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = sandbox.stats()
+    summary = run.summary()
+    assert summary["requests"] == stats["requests"]
+    assert summary["records"] == len(run.ids())
+    # the reset at request 7 cut a page the sandbox had counted as served: exactly one page more
+    assert stats["records_served"] == summary["records"] + CHAOS["page_size"]
+    assert summary["retries_total"] == stats["faulted"] + stats["throttled"] == 4
+    assert summary["retries"]["throttled:17"] == 1
+    assert summary["retries"]["reduce_data"] == 1
+    for partition in summary["partitions"]:
+        assert partition["requests"] == stats["by_account"][partition["account_id"]]
