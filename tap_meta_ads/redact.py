@@ -72,7 +72,8 @@ def install(secrets: Iterable[str]) -> SecretFilter:
         text = str(exc)
         cleaned = secret_filter.scrub(text)
         if cleaned != text:
-            exc = exc_type(cleaned) if exc.args else exc
+            # the exception's own text held a secret: report a plain RuntimeError with the masked text
+            exc_type, exc, tb = RuntimeError, RuntimeError(f"{exc_type.__name__}: {cleaned}"), None
         previous_hook(exc_type, exc, tb)
 
     sys.excepthook = hook
