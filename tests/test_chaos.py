@@ -214,3 +214,54 @@ def test_run_summary_counts_match_the_sandbox(make_sandbox):
     assert summary["retries"]["reduce_data"] == 1
     for partition in summary["partitions"]:
         assert partition["requests"] == stats["by_account"][partition["account_id"]]
+
+
+def _waits(stderr: str, reason: str) -> list[float]:
+    """The waits the tap logged for retries of one reason."""
+    waits = []
+    for line in stderr.splitlines():
+        if "Retrying ads account" in line and f"reason={reason} " in line:
+            waits.append(float(line.split("waiting ")[1].split("s")[0]))
+    return waits
+
+
+def test_waits_follow_metas_hints(make_sandbox):
+    """Retry-After and the usage headers decide the wait; without a hint, exponential backoff."""
+    faults = FaultPlan.from_specs(["http429@2", "throttle:17/2446079@4", "http503@6,7"], retry_after_seconds=1)
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=faults)
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "backoff_max_seconds": 1.5,
+                                                             "backoff_base_seconds": 0.05}))
+    assert run.returncode == 0, run.stderr[-3000:]
+    (retry_after,) = _waits(run.stderr, "throttled:http429")
+    assert 1.0 <= retry_after <= 1.06  # Retry-After: 1, plus at most 5 % jitter
+    (regain,) = _waits(run.stderr, "throttled:17/2446079")
+    assert regain == pytest.approx(1.5, abs=0.01)  # Meta's hint (a minute) capped by backoff_max_seconds
+    first, second = _waits(run.stderr, "transient:http503")
+    assert 0.025 <= first <= 0.05 and 0.05 <= second <= 0.1  # base x 2^n with jitter in [0.5, 1]
+    assert "fbtrace_id=" in next(line for line in run.stderr.splitlines() if "reason=throttled:17" in line)
+
+
+def test_page_size_shrinks_on_reduce_and_grows_back(make_sandbox, clean_ids):
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["reduce@2,3"]))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(run.ids()) == clean_ids
+    limits = [int(e["params"]["limit"]) for e in sandbox.stats()["log"] if e["route"] == "ads"]
+    assert limits[:4] == [100, 100, 50, 25]
+    assert 50 in limits[4:] and limits[-1] == 100  # back up after runs of good pages
+    assert run.summary()["page_size_reductions"] == 2
+
+
+def test_a_cursor_refused_on_resume_restarts_the_account_from_its_bookmark(make_sandbox, clean_ids):
+    sandbox = make_sandbox(accounts=ACCOUNTS, cursor_ttl_seconds=600)
+    config = base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "page_size": 50, "checkpoint_every_pages": 2})
+    killed = run_and_kill(config, state=None, kill_after_lines=250)
+    assert killed.returncode != 0
+    account = _resumed_account(killed.last_state)
+    assert account is not None
+    sandbox.advance_clock(seconds=3600)  # the saved cursor is now an hour old: Meta refuses it
+    resumed = run_tap(config, state=killed.last_state)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "refused the paging cursor" in resumed.stderr
+    assert sorted(set(killed.ids()) | set(resumed.ids())) == clean_ids
+    assert duplicates(resumed.ids()) == {}
