@@ -103,8 +103,7 @@ class GraphPage:
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise TransientError(
                 "invalid_body",
-                f"HTTP {response.status_code} with a body that is not a Graph API page "
-                f"({len(response.content)} bytes)",
+                f"HTTP {response.status_code} with a body that is not a Graph API page ({len(response.content)} bytes)",
             )
         paging = body.get("paging")
         paging = paging if isinstance(paging, dict) else {}
@@ -284,7 +283,7 @@ class GraphStream(RESTStream[str | None]):
                 stats.pacing_wait_seconds += self._pace_wait
             self._pace_wait = 0.0
         params = self.get_url_params(context, after)
-        if (rules := self.filtering(since)):
+        if rules := self.filtering(since):
             params["filtering"] = json.dumps(rules)
         prepared = self.build_prepared_request(method="GET", url=self.get_url(context), params=params)
         if stats:
@@ -429,8 +428,9 @@ class GraphStream(RESTStream[str | None]):
             sent.update(str(r.get("id")) for r in records)
             stats.pages += 1
             stats.records += len(records)
-            self.logger.info("%s account %s page %d: %d records (%d so far)", *stats.key, point.pages,
-                             len(records), stats.records)
+            self.logger.info(
+                "%s account %s page %d: %d records (%d so far)", *stats.key, point.pages, len(records), stats.records
+            )
             yield from records
             paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
             point.after = None if paginator.finished else paginator.current_value
@@ -541,4 +541,3 @@ def retry_reason(exception: BaseException | None) -> tuple[str, str | None]:
     if exception is None:
         return "unknown", None
     return type(exception).__name__, None
-

@@ -105,7 +105,7 @@ def run_tap(
         if catalog is not None:
             args += ["--catalog", _write_json(directory, "catalog.json", catalog)]
         args += extra_args or []
-        proc = subprocess.run(  # noqa: S603 - our own CLI
+        proc = subprocess.run(
             args, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}, check=False
         )
     run = TapRun(proc.returncode, proc.stdout, proc.stderr)
@@ -127,7 +127,7 @@ def run_and_kill(config: dict[str, Any], *, state: dict[str, Any] | None, kill_a
             args += ["--state", _write_json(directory, "state.json", state)]
         stderr_path = directory / "stderr.txt"
         with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)  # noqa: S603
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
             assert proc.stdout is not None
             lines: list[str] = []
             for line in proc.stdout:
@@ -147,7 +147,7 @@ def duplicates(ids: list[str]) -> dict[str, int]:
 
 
 def seeded(seed: int) -> random.Random:
-    return random.Random(seed)  # noqa: S311 - test scheduling, not crypto
+    return random.Random(seed)
 
 
 def run_watching(config: dict[str, Any], *, state: dict[str, Any] | None, on_message: Any) -> TapRun:
@@ -159,7 +159,7 @@ def run_watching(config: dict[str, Any], *, state: dict[str, Any] | None, on_mes
             args += ["--state", _write_json(directory, "state.json", state)]
         stderr_path = directory / "stderr.txt"
         with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)  # noqa: S603
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
             assert proc.stdout is not None
             run = TapRun(0, "", "")
             lines: list[str] = []

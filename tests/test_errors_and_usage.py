@@ -112,7 +112,8 @@ def test_retry_after_seconds_and_http_date():
 def test_usage_headers_and_regain_hints():
     headers = {
         "x-app-usage": '{"call_count":28,"total_time":25,"total_cputime":25}',
-        "x-ad-account-usage": '{"acc_id_util_pct":9.67,"reset_time_duration":100,"ads_api_access_tier":"standard_access"}',
+        "x-ad-account-usage": '{"acc_id_util_pct":9.67,"reset_time_duration":100,'
+        '"ads_api_access_tier":"standard_access"}',
         "x-business-use-case-usage": '{"66782684":[{"type":"ads_management","call_count":95,"total_cputime":20,'
         '"total_time":20,"estimated_time_to_regain_access":0,"ads_api_access_tier":"development_access"}]}',
         "x-fb-ads-insights-throttle": '{"app_id_util_pct":100,"acc_id_util_pct":10}',
@@ -166,7 +167,9 @@ def test_rfc3339():
 
 def test_secret_filter_masks_messages_args_and_tracebacks():
     secret_filter = SecretFilter(["tok-SECRET-1", "x"])  # one-letter "secrets" are ignored
-    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "url %s", ("https://h/?access_token=tok-SECRET-1",), None)
+    record = logging.LogRecord(
+        "t", logging.ERROR, __file__, 1, "url %s", ("https://h/?access_token=tok-SECRET-1",), None
+    )
     assert secret_filter.filter(record)
     assert "tok-SECRET-1" not in record.getMessage() and MASK in record.getMessage()
     try:

@@ -159,11 +159,23 @@ def test_about_and_discover(sandbox):
     about = run_tap({}, extra_args=["--about", "--format=json"])
     assert about.returncode == 0
     info = json.loads(about.stdout)
-    settings = {p for p in info["settings"]["properties"]}
-    assert {"access_token", "account_ids", "start_date", "api_version", "api_url", "page_size",
-            "request_timeout_seconds", "app_secret", "effective_statuses", "max_retries",
-            "backoff_base_seconds", "backoff_max_seconds", "throttle_threshold_pct",
-            "checkpoint_every_pages"} <= settings
+    settings = set(info["settings"]["properties"])
+    assert {
+        "access_token",
+        "account_ids",
+        "start_date",
+        "api_version",
+        "api_url",
+        "page_size",
+        "request_timeout_seconds",
+        "app_secret",
+        "effective_statuses",
+        "max_retries",
+        "backoff_base_seconds",
+        "backoff_max_seconds",
+        "throttle_threshold_pct",
+        "checkpoint_every_pages",
+    } <= settings
     assert info["settings"]["properties"]["access_token"].get("secret") is True
     assert info["settings"]["properties"]["app_secret"].get("secret") is True
 
