@@ -136,7 +136,7 @@ class GcsEmulator:
 
     def start(self) -> None:
         """(Re)start the server on the same port: in memory, so it starts empty but for the bucket."""
-        log = (self._log_dir / f"gcs-emulator-{self.port}.log").open("ab")
+        log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603 - the emulator installed by .ci/setup
             [str(require(GCS_EMULATOR)), "start", "--host=127.0.0.1", f"--port={self.port}", "--in-memory",
              f"--default-bucket={self.bucket}"],
@@ -144,6 +144,18 @@ class GcsEmulator:
         )
         log.close()
         wait_until(lambda: self.bucket_exists(self.bucket), "GCS emulator", self.proc)
+
+    @property
+    def log_path(self) -> Path:
+        return self._log_dir / f"gcs-emulator-{self.port}.log"
+
+    def writers_opened(self) -> int:
+        """How many write streams target-gcs opened so far, from the emulator's request log.
+
+        smart_open (under target-gcs) checks the bucket when it opens a stream; the data itself is only
+        sent when 50 MiB are buffered or the stream is closed.
+        """
+        return self.log_path.read_text(errors="replace").count(f"GET /storage/v1/b/{self.bucket}?fields=name")
 
     def stop(self) -> None:
         if self.proc is not None:

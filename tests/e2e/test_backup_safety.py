@@ -1,0 +1,160 @@
+"""A backup never reports success without its data.
+
+target-gcs 1.2.3 prints STATE before its upload has finished and exits 0 when the upload fails; Meltano
+stores every STATE line a target prints. The loader in meltano.yml runs it under target-gcs-guard
+(tap_meta_ads/loaders/target-gcs-guard), which forwards STATE only after the objects are verified in the
+bucket. These tests break the storage in the middle of real runs and check Meltano's stored state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import BUCKET, STATE_ID, truth_by_id
+from tests.e2e.servers import ROOT, GcsEmulator, Meltano, Relay, Sandbox, wait_until
+
+GCS_JOB = ("run", "tap-meta-ads", "target-gcs")
+LOADER_BIN = ROOT / ".meltano" / "loaders" / "target-gcs" / "venv" / "bin"
+RUN_TIMEOUT = 240
+
+
+class Gate:
+    """Holds the first Graph API request for one ad account until released (a relay hook)."""
+
+    def __init__(self, account_id: str) -> None:
+        self.needle = f"act_{account_id}/"
+        self.armed = False
+        self.reached = threading.Event()
+        self.released = threading.Event()
+
+    def hook(self, _method: str, path: str) -> None:
+        if self.armed and self.needle in path and not self.reached.is_set():
+            self.reached.set()
+            self.released.wait(RUN_TIMEOUT)
+
+
+def partitions(state: dict | None) -> dict[str, str]:
+    assert state is not None
+    return {p["context"]["account_id"]: p["replication_key_value"]
+            for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]}
+
+
+def test_emulator_dies_mid_run(sandbox: Sandbox, gcs: GcsEmulator, make_meltano: Callable[..., Meltano]) -> None:
+    gate = Gate("1002")
+    relay = Relay(sandbox.port, hook=gate.hook)
+    try:
+        meltano = make_meltano(sandbox_url_port=relay.port)
+        meltano(*GCS_JOB)
+        before = meltano.state(STATE_ID)
+
+        changed = set(sandbox.mutate("1001", update=3)["updated"]) | set(sandbox.mutate("1002", update=2)["updated"])
+        sandbox.advance_clock(5)
+        gate.armed = True
+        opened = gcs.writers_opened()
+        run = meltano.popen(*GCS_JOB)
+        try:
+            # Mid-run: account 1001's changes went to the target, which opened its object for writing; the
+            # tap waits on account 1002's first page. Now the storage server dies.
+            wait_until(lambda: gate.reached.is_set() and gcs.writers_opened() > opened, "mid-run", run,
+                       timeout=RUN_TIMEOUT)
+            gcs.kill()
+        finally:
+            gate.released.set()
+        _, stderr = run.communicate(timeout=RUN_TIMEOUT)
+        assert run.returncode != 0, stderr[-3000:]
+        assert "withholding" in stderr
+        assert meltano.state(STATE_ID) == before, "the bookmark moved past data that never landed"
+
+        gcs.start()  # in memory: it comes back empty
+        gate.armed = False
+        meltano(*GCS_JOB)
+        names = gcs.object_names("meta-ads/ads/")
+        assert len(names) == 1
+        assert {r["id"] for r in gcs.records(names[0])} == changed
+        after = partitions(meltano.state(STATE_ID))
+        assert all(after[acct] > value for acct, value in partitions(before).items())
+    finally:
+        relay.stop()
+
+
+def _forbid_writes(method: str, path: str) -> tuple[int, object] | None:
+    """A bucket whose IAM policy lets this account read but not create objects."""
+    if method in {"POST", "PUT", "PATCH", "DELETE"}:
+        return 403, {"error": {"code": 403, "message": "sa@example.iam.gserviceaccount.com does not have "
+                               "storage.objects.create access to the Google Cloud Storage object.",
+                               "errors": [{"reason": "forbidden", "domain": "global"}]}}
+    return None
+
+
+@pytest.mark.parametrize("how", ["bucket-does-not-exist", "writes-forbidden"])
+def test_bucket_rejecting_writes_fails_without_state(
+    how: str, sandbox: Sandbox, gcs: GcsEmulator, make_meltano: Callable[..., Meltano]
+) -> None:
+    if how == "bucket-does-not-exist":
+        broken = make_meltano(TARGET_GCS_BUCKET_NAME="no-such-bucket")
+        relay = None
+    else:
+        relay = Relay(gcs.port, hook=_forbid_writes)
+        broken = make_meltano(gcs_port=relay.port)
+    try:
+        failed = broken(*GCS_JOB, check=False)
+    finally:
+        if relay is not None:
+            relay.stop()
+    assert failed.returncode != 0
+    assert not broken.state(STATE_ID), "a failed first backup must leave no state"
+    assert gcs.object_names() == []
+
+    fixed = make_meltano()
+    fixed(*GCS_JOB)
+    names = gcs.object_names("meta-ads/ads/")
+    assert len(names) == 1
+    assert {r["id"] for r in gcs.records(names[0])} == set(truth_by_id(sandbox))
+    assert partitions(fixed.state(STATE_ID)).keys() == {"1001", "1002"}
+
+
+def _singer_input(n: int) -> list[bytes]:
+    schema = {"type": "SCHEMA", "stream": "ads", "key_properties": ["id"],
+              "schema": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                                          "score": {"type": ["number", "null"]}}}}
+    records = [{"type": "RECORD", "stream": "ads", "record": {"id": str(i), "name": "ad " * 40, "score": 0.5}}
+               for i in range(n)]
+    return [(json.dumps(m) + "\n").encode() for m in [schema, *records]]
+
+
+@pytest.mark.parametrize(("executable", "safe"), [("target-gcs", False), ("target-gcs-guard", True)])
+def test_upload_failure_at_exit(executable: str, safe: bool, gcs: GcsEmulator, workdir: Path) -> None:
+    """The hazard itself, on hand-written Singer messages: plain target-gcs 1.2.3 reports STATE for an
+    upload that failed; the guard does not. (Plain target-gcs cannot take the non-integer score at all.)"""
+    config = workdir / "config.json"
+    config.write_text(json.dumps({"bucket_name": BUCKET, "key_naming_convention": "{stream}/{run_id}.jsonl"}))
+    lines = _singer_input(2000)
+    if not safe:
+        lines = [line.replace(b'"score": 0.5', b'"score": 1') for line in lines]
+    opened = gcs.writers_opened()
+    target = subprocess.Popen(  # noqa: S603
+        [str(LOADER_BIN / executable), "--config", str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env={**os.environ, "STORAGE_EMULATOR_HOST": gcs.url},
+    )
+    assert target.stdin is not None
+    for line in lines:
+        target.stdin.write(line)
+    target.stdin.flush()
+    wait_until(lambda: gcs.writers_opened() > opened, "the target opened its object", target, timeout=60)
+    gcs.kill()
+    state = {"type": "STATE", "value": {"bookmarks": {"ads": {"replication_key_value": "2026-01-01"}}}}
+    stdout, stderr = target.communicate((json.dumps(state) + "\n").encode(), timeout=RUN_TIMEOUT)
+    printed_state = b'"bookmarks"' in stdout
+    if safe:
+        assert target.returncode != 0
+        assert not printed_state, stdout
+    else:  # the known hazard of target-gcs 1.2.3: if this starts failing, upstream fixed it
+        assert target.returncode == 0, stderr[-2000:]
+        assert printed_state
