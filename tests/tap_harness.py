@@ -114,11 +114,11 @@ def run_tap(
     return run
 
 
-def run_and_kill(config: dict[str, Any], *, state: dict[str, Any] | None, kill_after_lines: int) -> TapRun:
-    """Run the tap and SIGKILL it once it has printed ``kill_after_lines`` lines.
+def run_streaming(config: dict[str, Any], *, state: dict[str, Any] | None, on_message: Any) -> TapRun:
+    """Run the tap, calling ``on_message(message, run_so_far)`` for each Singer message as it arrives.
 
-    Everything the tap had written to the pipe before the kill is read and kept: that is what
-    a target would have received.
+    When ``on_message`` returns True the tap is killed with SIGKILL at once; everything it had
+    already written to the pipe is still read and kept: that is what a target would have received.
     """
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -126,20 +126,37 @@ def run_and_kill(config: dict[str, Any], *, state: dict[str, Any] | None, kill_a
         if state is not None:
             args += ["--state", _write_json(directory, "state.json", state)]
         stderr_path = directory / "stderr.txt"
+        run = TapRun(0, "", "")
+        lines: list[str] = []
         with stderr_path.open("w") as stderr:
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
             assert proc.stdout is not None
-            lines: list[str] = []
             for line in proc.stdout:
                 lines.append(line)
-                if len(lines) >= kill_after_lines:
+                parse_messages(line, run)
+                if on_message(json.loads(line), run):
                     proc.send_signal(signal.SIGKILL)
                     break
-            lines.extend(proc.stdout.read().splitlines(keepends=True))
+            for line in proc.stdout.read().splitlines(keepends=True):
+                lines.append(line)
+                parse_messages(line, run)
             proc.wait(timeout=60)
-        run = TapRun(proc.returncode, "".join(lines), stderr_path.read_text())
-    parse_messages(run.stdout, run)
+        run.returncode = proc.returncode
+        run.stdout = "".join(lines)
+        run.stderr = stderr_path.read_text()
     return run
+
+
+def run_and_kill(config: dict[str, Any], *, state: dict[str, Any] | None, kill_after_lines: int) -> TapRun:
+    """Run the tap and SIGKILL it once it has printed ``kill_after_lines`` lines."""
+    seen = 0
+
+    def kill_now(_message: dict[str, Any], _run: TapRun) -> bool:
+        nonlocal seen
+        seen += 1
+        return seen >= kill_after_lines
+
+    return run_streaming(config, state=state, on_message=kill_now)
 
 
 def duplicates(ids: list[str]) -> dict[str, int]:
@@ -148,27 +165,3 @@ def duplicates(ids: list[str]) -> dict[str, int]:
 
 def seeded(seed: int) -> random.Random:
     return random.Random(seed)
-
-
-def run_watching(config: dict[str, Any], *, state: dict[str, Any] | None, on_message: Any) -> TapRun:
-    """Run the tap and call ``on_message(message, run_so_far)`` for each Singer message as it arrives."""
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        args = [*TAP, "--config", _write_json(directory, "config.json", config)]
-        if state is not None:
-            args += ["--state", _write_json(directory, "state.json", state)]
-        stderr_path = directory / "stderr.txt"
-        with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True)
-            assert proc.stdout is not None
-            run = TapRun(0, "", "")
-            lines: list[str] = []
-            for line in proc.stdout:
-                lines.append(line)
-                parse_messages(line, run)
-                on_message(json.loads(line), run)
-            proc.wait(timeout=60)
-        run.returncode = proc.returncode
-        run.stdout = "".join(lines)
-        run.stderr = stderr_path.read_text()
-    return run

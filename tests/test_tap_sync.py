@@ -9,7 +9,7 @@ import pytest
 from tap_meta_ads.client import rfc3339
 from tap_meta_ads.sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.tap_harness import TOKEN, base_config, duplicates, run_tap, run_watching
+from tests.tap_harness import TOKEN, base_config, duplicates, run_tap, run_streaming
 
 ACCOUNTS = ["act_1001", "1002"]
 TIME_FIELDS = {"created_time", "updated_time", "ad_schedule_start_time", "ad_schedule_end_time"}
@@ -94,7 +94,7 @@ def test_bookmark_never_skips_an_update_made_during_the_run(sandbox):
             ids = run.ids()[:2]
             updated.extend(sandbox.mutate(account_id="1001", update_ids=ids)["updated"])
 
-    during = run_watching(config, state=baseline.last_state, on_message=update_read_ads)
+    during = run_streaming(config, state=baseline.last_state, on_message=update_read_ads)
     assert during.returncode == 0, during.stderr[-3000:]
     assert updated
 
