@@ -9,7 +9,7 @@ import pytest
 from tap_meta_ads.client import rfc3339
 from tap_meta_ads.sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.tap_harness import TOKEN, base_config, duplicates, run_tap, run_streaming
+from tests.tap_harness import TOKEN, base_config, duplicates, run_streaming, run_tap
 
 ACCOUNTS = ["act_1001", "1002"]
 TIME_FIELDS = {"created_time", "updated_time", "ad_schedule_start_time", "ad_schedule_end_time"}
