@@ -8,6 +8,7 @@ bucket. These tests break the storage in the middle of real runs and check Melta
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -158,3 +159,53 @@ def test_upload_failure_at_exit(executable: str, safe: bool, gcs: GcsEmulator, w
     else:  # the known hazard of target-gcs 1.2.3: if this starts failing, upstream fixed it
         assert target.returncode == 0, stderr[-2000:]
         assert printed_state
+
+
+def _run_guard(config: Path, gcs: GcsEmulator, lines: list[bytes]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(  # noqa: S603
+        [str(LOADER_BIN / "target-gcs-guard"), "--config", str(config)], input=b"".join(lines),
+        capture_output=True, env={**os.environ, "STORAGE_EMULATOR_HOST": gcs.url}, timeout=RUN_TIMEOUT,
+        check=False,
+    )
+
+
+def test_runs_in_the_same_second_never_overwrite(gcs: GcsEmulator, workdir: Path) -> None:
+    """`{timestamp}` is in seconds; the guard's `{run_id}` keeps two quick runs apart, and non-integer
+    numbers arrive as they were sent."""
+    config = workdir / "config.json"
+    config.write_text(json.dumps({"bucket_name": BUCKET, "key_naming_convention": "{stream}/{timestamp}-{run_id}.jsonl"}))
+    state = (json.dumps({"type": "STATE", "value": {"bookmarks": {}}}) + "\n").encode()
+    lines = [*_singer_input(50), state]
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:  # three runs at once: the same second, likely
+        runs = list(pool.map(lambda _: _run_guard(config, gcs, lines), range(3)))
+    assert [r.returncode for r in runs] == [0, 0, 0], runs[-1].stderr[-2000:]
+    assert all(json.loads(r.stdout) == {"bookmarks": {}} for r in runs), [r.stdout for r in runs]
+    names = gcs.object_names("ads/")
+    assert len(names) == 3  # noqa: PLR2004
+    for name in names:
+        records = gcs.records(name)
+        assert [r["id"] for r in records] == [str(i) for i in range(50)]
+        assert all(r["score"] == 0.5 for r in records)  # noqa: PLR2004
+
+
+def test_a_naming_convention_without_run_id_is_refused(gcs: GcsEmulator, workdir: Path) -> None:
+    config = workdir / "config.json"
+    config.write_text(json.dumps({"bucket_name": BUCKET, "key_naming_convention": "{stream}/{timestamp}.jsonl"}))
+    run = _run_guard(config, gcs, _singer_input(3))
+    assert run.returncode == 2  # noqa: PLR2004
+    assert b"{run_id}" in run.stderr
+    assert run.stdout == b""
+    assert gcs.object_names() == []
+
+
+def test_state_is_held_back_when_the_bucket_disagrees(gcs: GcsEmulator, workdir: Path) -> None:
+    """target-gcs exits 0 and prints its state, but the bucket holds fewer records than were sent (here a
+    target-side stream map drops half): the guard prints no state and exits non-zero."""
+    config = workdir / "config.json"
+    config.write_text(json.dumps({"bucket_name": BUCKET, "stream_maps": {"ads": {"__filter__": "int(id) % 2 == 0"}}}))
+    state = (json.dumps({"type": "STATE", "value": {"bookmarks": {"ads": {"x": 1}}}}) + "\n").encode()
+    run = _run_guard(config, gcs, [*_singer_input(50), state])
+    assert run.returncode == 3, run.stderr[-2000:]  # noqa: PLR2004
+    assert run.stdout == b""
+    assert b"25 lines" in run.stderr
+    assert b"withholding 1 STATE" in run.stderr

@@ -144,23 +144,30 @@ def _message_type_and_stream(line: bytes) -> tuple[str | None, str | None]:
 
 
 class _StateCollector(threading.Thread):
-    """Reads the child's stdout: holds back STATE lines (keeps the last), passes other lines on."""
+    """Reads the child's stdout and holds it back: a Singer target prints only state there.
 
-    def __init__(self, child_stdout: IO[bytes], out: IO[bytes]) -> None:
+    Each line is a state value (the SDK writes `{"bookmarks": ...}`, not a STATE message); the last
+    JSON object line is kept. Anything else is passed to stderr as a log line, never to Meltano.
+    """
+
+    def __init__(self, child_stdout: IO[bytes]) -> None:
         super().__init__(name="state-collector", daemon=True)
         self._child_stdout = child_stdout
-        self._out = out
         self.last_state: bytes | None = None
         self.states_held = 0
 
     def run(self) -> None:
         for line in self._child_stdout:
-            if _message_type_and_stream(line)[0] == "STATE":
+            try:
+                value = _loads(line) if line.strip() else None
+            except ValueError:
+                value = None
+            if isinstance(value, dict):
                 self.last_state = line if line.endswith(b"\n") else line + b"\n"
                 self.states_held += 1
-            else:
-                self._out.write(line)
-                self._out.flush()
+            elif line.strip():
+                sys.stderr.buffer.write(b"target-gcs stdout: " + line)
+                sys.stderr.buffer.flush()
 
 
 def _feed(lines: Iterator[bytes], child_stdin: IO[bytes], counts: Counter[str]) -> bool:
@@ -232,7 +239,7 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _forward_signal)
 
-        collector = _StateCollector(io.BufferedReader(child.stdout), stdout)  # type: ignore[arg-type]
+        collector = _StateCollector(io.BufferedReader(child.stdout))  # type: ignore[arg-type]
         collector.start()
         counts: Counter[str] = Counter()
         fed_all = _feed(iter(stdin.readline, b""), child.stdin, counts)
