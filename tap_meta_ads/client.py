@@ -21,12 +21,14 @@ import hashlib
 import hmac
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import backoff
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -57,6 +59,15 @@ if TYPE_CHECKING:
 
     from tap_meta_ads.monitor import PartitionStats, RunMonitor
 
+#: What a retry is worth trying for: Meta's retriable errors (see errors.py) and transport faults.
+RETRIABLE_EXCEPTIONS = (
+    ConnectionResetError,
+    RetriableAPIError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 #: The smallest page the tap shrinks to when Meta asks for less data per call.
 MIN_PAGE_SIZE = 5
 #: Successful pages in a row after which a shrunk page size doubles again.
@@ -70,6 +81,13 @@ def account_id_of(value: str) -> str:
     """``act_123`` and ``123`` both mean account 123; the tap keeps the bare digits."""
     value = value.strip()
     return value[4:] if value.startswith("act_") else value
+
+
+def appsecret_proof(token: str, app_secret: str | None) -> str | None:
+    """Meta's ``appsecret_proof``: hex HMAC-SHA256 of the token keyed with the app secret."""
+    if not app_secret:
+        return None
+    return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -188,10 +206,7 @@ class GraphStream(RESTStream[str | None]):
         )
         self._pace_wait = 0.0
         self._stats: PartitionStats | None = None
-        secret = cfg.get("app_secret")
-        self._proof = (
-            hmac.new(secret.encode(), cfg["access_token"].encode(), hashlib.sha256).hexdigest() if secret else None
-        )
+        self._proof = appsecret_proof(cfg["access_token"], cfg.get("app_secret"))
         self._auth = BearerAuth(cfg["access_token"])
 
     # -- where and how ------------------------------------------------------------------------
@@ -315,6 +330,23 @@ class GraphStream(RESTStream[str | None]):
         self._log_metric(point)
 
     # -- retries through the SDK's backoff integration -----------------------------------------
+
+    @override
+    def request_decorator(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """The SDK's backoff decorator, minus backoff's own log lines.
+
+        backoff logs every retry and the give-up with the exception's text, which for a connection
+        error is the whole URL; ``backoff_handler`` logs each retry instead (reason, attempt, wait,
+        fbtrace_id) and a give-up becomes one ``GraphAPIError`` line.
+        """
+        return backoff.on_exception(
+            self.backoff_wait_generator,
+            RETRIABLE_EXCEPTIONS,
+            max_tries=self.backoff_max_tries,
+            on_backoff=self.backoff_handler,
+            jitter=self.backoff_jitter,
+            logger=None,
+        )(func)
 
     @override
     def backoff_max_tries(self) -> int:
@@ -453,8 +485,7 @@ class GraphStream(RESTStream[str | None]):
         stats = self._stats
         assert stats is not None
         try:
-            fetch = cast("Callable[..., GraphPage]", self.request_decorator(self.fetch_page))  # type: ignore[arg-type]
-            page = fetch(context, paginator.current_value, point.since)
+            page = self.request_decorator(self.fetch_page)(context, paginator.current_value, point.since)
         except CursorRejectedError as exc:
             stats.cursor_restarts += 1
             if stats.cursor_restarts > MAX_CURSOR_RESTARTS:
@@ -495,7 +526,7 @@ class GraphStream(RESTStream[str | None]):
             reason, _ = retry_reason(exc)
             msg = (
                 f"Gave up on {self.name} account {context['account_id']} after {self.backoff_max_tries()} "
-                f"attempts ({reason}): {exc}"
+                f"attempts ({reason}): {without_query(str(exc))}"
             )
             raise GraphAPIError(msg) from exc
         if isinstance(exc, GraphAPIError):
@@ -517,6 +548,14 @@ class GraphStream(RESTStream[str | None]):
     def _time_fields(self) -> tuple[str, ...]:
         """The schema's ``date-time`` properties (read once per stream, not per record)."""
         return tuple(n for n, p in self.schema["properties"].items() if p.get("format") == "date-time")
+
+
+_QUERY = re.compile(r"\?[^\s'\")]*")
+
+
+def without_query(text: str) -> str:
+    """Drop query strings from URLs in an exception text: they repeat every parameter of the request."""
+    return _QUERY.sub("?...", text)
 
 
 def rfc3339(value: str) -> str:

@@ -14,6 +14,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from tap_meta_ads import redact
+from tap_meta_ads.client import appsecret_proof
 from tap_meta_ads.errors import GraphAPIError
 from tap_meta_ads.monitor import RunMonitor
 from tap_meta_ads.streams import STREAM_TYPES
@@ -151,7 +152,8 @@ class TapMetaAds(Tap):
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
         self.monitor = TapMetaAds.last_monitor = RunMonitor()
         super().__init__(*args, **kwargs)
-        redact.install([self.config.get("access_token") or "", self.config.get("app_secret") or ""])
+        token, app_secret = self.config.get("access_token") or "", self.config.get("app_secret")
+        redact.install([token, app_secret or "", appsecret_proof(token, app_secret) or ""])
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:

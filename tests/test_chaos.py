@@ -290,3 +290,29 @@ def test_a_cursor_refused_on_resume_restarts_the_account_from_its_bookmark(make_
     assert "refused the paging cursor" in resumed.stderr
     assert sorted(set(killed.ids()) | set(resumed.ids())) == clean_ids
     assert duplicates(resumed.ids()) == {}
+
+
+def test_giving_up_is_one_line_and_resumable(make_sandbox):
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["http503@after:3"]))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "max_retries": 3}))
+    assert run.returncode == 1
+    assert sandbox.stats()["requests"] == 3 + 4  # three good pages, then 1 + 3 retries
+    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line and "unhandled error" not in line]
+    assert len(errors) == 1
+    assert "Gave up on ads account 1001 after 4 attempts (transient:http503)" in errors[0]
+    assert len(run.ids()) == 300
+    assert run.last_state["bookmarks"]["ads"]["partitions"][0]["resume"]["pages"] == 3
+
+
+def test_unreachable_api_gives_up_without_leaking_secrets():
+    token, app_secret = "SECRET-unreachable-token", "SECRET-unreachable-app"
+    config = base_config(
+        "http://127.0.0.1:9", ACCOUNT_IDS, **{**CHAOS, "max_retries": 2}, access_token=token, app_secret=app_secret
+    )
+    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"})
+    assert run.returncode == 1
+    assert "Gave up on ads account 1001 after 3 attempts (ConnectionError)" in run.stderr
+    for text in (run.stdout, run.stderr):
+        assert token not in text
+        assert app_secret not in text
+        assert "appsecret_proof=" not in text
