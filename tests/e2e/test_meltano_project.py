@@ -1,0 +1,70 @@
+"""meltano.yml agrees with the tap, and Meltano accepts the project as written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.servers import ROOT, Meltano
+
+SDK_SETTINGS = {"stream_maps", "stream_map_config", "faker_config", "flattening_enabled", "flattening_max_depth",
+                "flattening_max_key_length", "flattening_separator", "batch_config"}
+KINDS = {"string": "string", "array": "array", "integer": "integer", "number": "decimal", "boolean": "boolean"}
+
+
+def _project() -> dict:
+    return yaml.safe_load((ROOT / "meltano.yml").read_text())
+
+
+def _plugin(kind: str, name: str) -> dict:
+    return next(p for p in _project()["plugins"][kind] if p["name"] == name)
+
+
+def test_extractor_settings_match_the_tap() -> None:
+    about = json.loads(subprocess.run(  # noqa: S603
+        [str(ROOT / ".venv" / "bin" / "tap-meta-ads"), "--about", "--format=json"],
+        capture_output=True, text=True, check=True,
+    ).stdout)
+    schema = about["settings"]["properties"]
+    tap = _plugin("extractors", "tap-meta-ads")
+    settings = {s["name"]: s for s in tap["settings"]}
+    assert set(settings) == set(schema) - SDK_SETTINGS
+    for name, setting in settings.items():
+        prop = schema[name]
+        assert setting.get("sensitive", False) == prop.get("secret", False), name
+        types = [t for t in ([prop["type"]] if isinstance(prop["type"], str) else prop["type"]) if t != "null"]
+        if setting["kind"] != "date_iso8601":
+            assert setting["kind"] == KINDS[types[0]], name
+        if "default" in prop and "value" in setting:
+            assert setting["value"] == prop["default"], name
+    assert set(about["capabilities"]) >= set(tap["capabilities"])
+
+
+def test_job_schedule_and_environments() -> None:
+    project = _project()
+    assert project["jobs"] == [{"name": "backup", "tasks": ["tap-meta-ads target-gcs"]}]
+    assert project["schedules"][0]["job"] == "backup"
+    assert {e["name"] for e in project["environments"]} == {"sandbox", "prod"}
+    gcs = _plugin("loaders", "target-gcs")
+    assert gcs["executable"] == "target-gcs-guard"
+    guard = (ROOT / gcs["pip_url"].split()[-1] / "pyproject.toml").read_text()
+    assert '"target-gcs==1.2.3"' in guard
+    assert '"setuptools<81"' in guard
+    convention = next(s for s in gcs["settings"] if s["name"] == "key_naming_convention")["value"]
+    assert "{run_id}" in convention
+
+
+def test_meltano_reads_the_project(tmp_path: Path) -> None:
+    meltano = Meltano(tmp_path, {"SANDBOX_PORT": "1", "GCS_EMULATOR_PORT": "1", "GCS_BUCKET": "b"})
+    listed = meltano("--environment=sandbox", "config", "list", "tap-meta-ads").stdout
+    assert "TAP_META_ADS_ACCESS_TOKEN" in listed
+    shown = json.loads(meltano("--environment=sandbox", "config", "print", "tap-meta-ads", "--format=json").stdout)
+    assert shown["api_url"] == "http://127.0.0.1:1"
+    assert shown["account_ids"] == ["1001", "1002"]
+    jobs = meltano("job", "list", "--format=json").stdout
+    assert "backup" in jobs
+    schedules = meltano("schedule", "list", "--format=json").stdout
+    assert "0 6 * * *" in schedules
