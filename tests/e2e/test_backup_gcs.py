@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from typing import Any
 
@@ -66,3 +67,18 @@ def test_backup_lands_every_ad_then_only_changes(sandbox: Sandbox, gcs: GcsEmula
     truth = truth_by_id(sandbox)
     assert {r["id"] for r in records} == changed
     assert_same_ads(records, {ad_id: truth[ad_id] for ad_id in changed})
+
+
+def test_shards_keep_their_own_state(sandbox: Sandbox, gcs: GcsEmulator, make_meltano) -> None:
+    """Many accounts split across jobs: each shard names its accounts and its own state id suffix."""
+    for shard, account in (("shard-a", "1001"), ("shard-b", "1002")):
+        shard_meltano = make_meltano(TAP_META_ADS_ACCOUNT_IDS=json.dumps([f"act_{account}"]))
+        shard_meltano("run", f"--state-id-suffix={shard}", *GCS_JOB[1:])
+        state = shard_meltano.state(f"{STATE_ID}:{shard}")
+        assert state is not None, shard
+        accounts = {p["context"]["account_id"] for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]}
+        assert accounts == {account}
+    names = gcs.object_names("meta-ads/ads/")
+    assert len(names) == 2  # noqa: PLR2004
+    assert {r["id"] for name in names for r in gcs.records(name)} == set(truth_by_id(sandbox))
+    assert not make_meltano().state(STATE_ID), "no shard wrote the unsuffixed state"
