@@ -52,13 +52,16 @@ def make_meltano(workdir: Path, sandbox: Sandbox, gcs: GcsEmulator) -> Callable[
     """A Meltano CLI wired to this test's sandbox and emulator, with its own system database."""
 
     def make(sandbox_url_port: int | None = None, gcs_port: int | None = None, **env: str) -> Meltano:
-        return Meltano(workdir, {
-            "SANDBOX_PORT": str(sandbox_url_port or sandbox.port),
-            "GCS_EMULATOR_PORT": str(gcs_port or gcs.port),
-            "GCS_BUCKET": BUCKET,
-            "TARGET_JSONL_DESTINATION_PATH": str(workdir / "jsonl"),
-            **env,
-        })
+        return Meltano(
+            workdir,
+            {
+                "SANDBOX_PORT": str(sandbox_url_port or sandbox.port),
+                "GCS_EMULATOR_PORT": str(gcs_port or gcs.port),
+                "GCS_BUCKET": BUCKET,
+                "TARGET_JSONL_DESTINATION_PATH": str(workdir / "jsonl"),
+                **env,
+            },
+        )
 
     return make
 

@@ -54,8 +54,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], what: str, proc: subprocess.Popen[Any] | None = None,
-               timeout: float = STARTUP_SECONDS) -> None:
+def wait_until(
+    check: Callable[[], bool], what: str, proc: subprocess.Popen[Any] | None = None, timeout: float = STARTUP_SECONDS
+) -> None:
     """Poll `check` until it is true; fail when `proc` exits first or the deadline passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,12 +69,11 @@ def wait_until(check: Callable[[], bool], what: str, proc: subprocess.Popen[Any]
     raise ServerError(f"{what}: not ready after {timeout:.0f}s")
 
 
-def http_json(method: str, url: str, body: object | None = None, timeout: float = 10.0) -> Any:  # noqa: ANN401
+def http_json(method: str, url: str, body: object | None = None, timeout: float = 10.0) -> Any:
     """One HTTP request with a JSON body/answer (stdlib only)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,  # noqa: S310 - loopback test servers
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         raw = response.read()
     return json.loads(raw) if raw else None
 
@@ -97,22 +97,35 @@ class Sandbox:
         self.url = f"http://127.0.0.1:{self.port}"
         spec = ",".join(f"{acct}:{n}" for acct, n in accounts.items())
         self._log = (log_dir / f"sandbox-{self.port}.log").open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - our own console script
-            [str(require(SANDBOX)), "--host", "127.0.0.1", "--port", str(self.port), "--accounts", spec,
-             "--token", SANDBOX_TOKEN, *extra_args],
-            stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(
+            [
+                str(require(SANDBOX)),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--accounts",
+                spec,
+                "--token",
+                SANDBOX_TOKEN,
+                *extra_args,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         wait_until(lambda: bool(self.control("GET", "health")["ok"]), "sandbox", self.proc)
 
-    def control(self, method: str, path: str, body: object | None = None) -> Any:  # noqa: ANN401
+    def control(self, method: str, path: str, body: object | None = None) -> Any:
         return http_json(method, f"{self.url}/_sandbox/{path}", body)
 
     def truth(self, account_id: str, statuses: list[str] | tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """Every ad (all fields) the Graph API shows for the account under these effective statuses."""
-        query = "" if statuses is None else "?" + urllib.parse.urlencode({"effective_status": json.dumps(list(statuses))})
+        query = ""
+        if statuses is not None:
+            query = "?" + urllib.parse.urlencode({"effective_status": json.dumps(list(statuses))})
         return list(self.control("GET", f"truth/act_{account_id}/ads{query}")["data"])
 
-    def mutate(self, account_id: str, **counts: int) -> Any:  # noqa: ANN401
+    def mutate(self, account_id: str, **counts: int) -> Any:
         return self.control("POST", "mutate", {"account_id": account_id, **counts})
 
     def advance_clock(self, seconds: float) -> None:
@@ -137,10 +150,17 @@ class GcsEmulator:
     def start(self) -> None:
         """(Re)start the server on the same port: in memory, so it starts empty but for the bucket."""
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - the emulator installed by .ci/setup
-            [str(require(GCS_EMULATOR)), "start", "--host=127.0.0.1", f"--port={self.port}", "--in-memory",
-             f"--default-bucket={self.bucket}"],
-            stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(
+            [
+                str(require(GCS_EMULATOR)),
+                "start",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+                "--in-memory",
+                f"--default-bucket={self.bucket}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         wait_until(lambda: self.bucket_exists(self.bucket), "GCS emulator", self.proc)
@@ -171,7 +191,7 @@ class GcsEmulator:
         try:
             http_json("GET", f"{self.url}/storage/v1/b/{bucket}", timeout=2)
         except urllib.error.HTTPError as exc:
-            if exc.code == 404:  # noqa: PLR2004
+            if exc.code == 404:
                 return False
             raise
         return True
@@ -189,7 +209,7 @@ class GcsEmulator:
 
     def read(self, name: str) -> bytes:
         quoted = urllib.parse.quote(name, safe="")
-        with urllib.request.urlopen(  # noqa: S310 - loopback emulator
+        with urllib.request.urlopen(
             f"{self.url}/download/storage/v1/b/{self.bucket}/o/{quoted}?alt=media", timeout=30
         ) as response:
             return bytes(response.read())
@@ -211,8 +231,7 @@ def _as_postgres_user() -> list[str]:
 
 def postgres_bin(name: str) -> str:
     """A PostgreSQL server binary from Debian's package (newest major version installed)."""
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
-                        key=lambda p: int(Path(p).parts[-3]))
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(Path(p).parts[-3]))
     if candidates:
         return candidates[-1]
     found = shutil.which(name)
@@ -234,31 +253,70 @@ class Postgres:
         if runas:
             shutil.chown(self.dir, user="postgres", group="postgres")
         data = self.dir / "data"
-        subprocess.run(  # noqa: S603
-            [*runas, postgres_bin("initdb"), "-D", str(data), "-U", self.user, "-A", "trust", "-E", "UTF8",
-             "--no-sync"],
-            check=True, capture_output=True,
+        subprocess.run(
+            [
+                *runas,
+                postgres_bin("initdb"),
+                "-D",
+                str(data),
+                "-U",
+                self.user,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
         )
         self._pg_ctl = [*runas, postgres_bin("pg_ctl"), "-D", str(data)]
-        subprocess.run(  # noqa: S603
-            [*self._pg_ctl, "-l", str(self.dir / "server.log"), "-w", "-t", str(int(STARTUP_SECONDS)),
-             "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-            check=True, capture_output=True,
+        subprocess.run(
+            [
+                *self._pg_ctl,
+                "-l",
+                str(self.dir / "server.log"),
+                "-w",
+                "-t",
+                str(int(STARTUP_SECONDS)),
+                "-o",
+                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
         )
         wait_until(lambda: self.query("select 1") == [["1"]], "PostgreSQL")
 
     def query(self, sql: str) -> list[list[str]]:
         """Rows of a query through psql, each a list of column texts."""
-        out = subprocess.run(  # noqa: S603
-            [postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", self.database,
-             "-AtX", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-            check=True, capture_output=True, text=True,
+        out = subprocess.run(
+            [
+                postgres_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                self.database,
+                "-AtX",
+                "-F",
+                "\t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         return [line.split("\t") for line in out.splitlines()]
 
     def stop(self) -> None:
-        subprocess.run([*self._pg_ctl, "-m", "immediate", "-w", "stop"], check=False,  # noqa: S603
-                       capture_output=True)
+        subprocess.run([*self._pg_ctl, "-m", "immediate", "-w", "stop"], check=False, capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -277,18 +335,27 @@ class Meltano:
         }
 
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(  # noqa: S603
-            [str(require(MELTANO)), *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=False,
+        proc = subprocess.run(
+            [str(require(MELTANO)), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(f"meltano {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-6000:]}")
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(  # noqa: S603
-            [str(require(MELTANO)), *args], cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+        return subprocess.Popen(
+            [str(require(MELTANO)), *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def state(self, state_id: str) -> dict[str, Any] | None:
@@ -303,7 +370,7 @@ class Meltano:
 
 
 @contextlib.contextmanager
-def running(server: Any) -> Iterator[Any]:  # noqa: ANN401
+def running(server: Any) -> Iterator[Any]:
     """Stop a started server whatever happens."""
     try:
         yield server
@@ -319,11 +386,10 @@ class Relay:
     the tap in the middle of a run. Each request is answered on its own connection (HTTP/1.0 style).
     """
 
-    def __init__(self, upstream_port: int,
-                 hook: Callable[[str, str], tuple[int, object] | None] | None = None) -> None:
-        import http.client  # noqa: PLC0415
-        import http.server  # noqa: PLC0415
-        import threading  # noqa: PLC0415
+    def __init__(self, upstream_port: int, hook: Callable[[str, str], tuple[int, object] | None] | None = None) -> None:
+        import http.client
+        import http.server
+        import threading
 
         relay = self
         self.requests: list[tuple[str, str]] = []
@@ -364,9 +430,9 @@ class Relay:
                 self.end_headers()
                 self.wfile.write(payload)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay  # noqa: N815
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -14,7 +14,7 @@ GCS_JOB = ("run", "tap-meta-ads", "target-gcs")
 _TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
 
-def normalise(value: Any) -> Any:  # noqa: ANN401
+def normalise(value: Any) -> Any:
     """Make a sandbox value and a backed-up value comparable: times as UTC instants, recursively."""
     if isinstance(value, str) and _TIME.match(value):
         text = re.sub(r"([+-]\d\d)(\d\d)$", r"\1:\2", value.replace("Z", "+00:00"))
@@ -46,12 +46,14 @@ def test_backup_lands_every_ad_then_only_changes(sandbox: Sandbox, gcs: GcsEmula
     first = gcs.object_names("meta-ads/ads/")
     assert len(first) == 1, first
     truth = truth_by_id(sandbox)
-    assert len(truth) > 500  # noqa: PLR2004 - several pages per account
+    assert len(truth) > 500
     assert_same_ads(backed_up(gcs, first), truth)
     state = meltano.state(STATE_ID)
     assert state is not None
     assert {p["context"]["account_id"] for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]} == {
-        "1001", "1002"}
+        "1001",
+        "1002",
+    }
 
     changed = set(sandbox.mutate("1001", update=4)["updated"])
     touched = sandbox.mutate("1002", update=2, create=3)
@@ -79,6 +81,6 @@ def test_shards_keep_their_own_state(sandbox: Sandbox, gcs: GcsEmulator, make_me
         accounts = {p["context"]["account_id"] for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]}
         assert accounts == {account}
     names = gcs.object_names("meta-ads/ads/")
-    assert len(names) == 2  # noqa: PLR2004
+    assert len(names) == 2
     assert {r["id"] for name in names for r in gcs.records(name)} == set(truth_by_id(sandbox))
     assert not make_meltano().state(STATE_ID), "no shard wrote the unsuffixed state"

@@ -43,8 +43,10 @@ class Gate:
 
 def partitions(state: dict | None) -> dict[str, str]:
     assert state is not None
-    return {p["context"]["account_id"]: p["replication_key_value"]
-            for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]}
+    return {
+        p["context"]["account_id"]: p["replication_key_value"]
+        for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]
+    }
 
 
 def test_emulator_dies_mid_run(sandbox: Sandbox, gcs: GcsEmulator, make_meltano: Callable[..., Meltano]) -> None:
@@ -63,8 +65,9 @@ def test_emulator_dies_mid_run(sandbox: Sandbox, gcs: GcsEmulator, make_meltano:
         try:
             # Mid-run: account 1001's changes went to the target, which opened its object for writing; the
             # tap waits on account 1002's first page. Now the storage server dies.
-            wait_until(lambda: gate.reached.is_set() and gcs.writers_opened() > opened, "mid-run", run,
-                       timeout=RUN_TIMEOUT)
+            wait_until(
+                lambda: gate.reached.is_set() and gcs.writers_opened() > opened, "mid-run", run, timeout=RUN_TIMEOUT
+            )
             gcs.kill()
         finally:
             gate.released.set()
@@ -88,9 +91,14 @@ def test_emulator_dies_mid_run(sandbox: Sandbox, gcs: GcsEmulator, make_meltano:
 def _forbid_writes(method: str, path: str) -> tuple[int, object] | None:
     """A bucket whose IAM policy lets this account read but not create objects."""
     if method in {"POST", "PUT", "PATCH", "DELETE"}:
-        return 403, {"error": {"code": 403, "message": "sa@example.iam.gserviceaccount.com does not have "
-                               "storage.objects.create access to the Google Cloud Storage object.",
-                               "errors": [{"reason": "forbidden", "domain": "global"}]}}
+        return 403, {
+            "error": {
+                "code": 403,
+                "message": "sa@example.iam.gserviceaccount.com does not have "
+                "storage.objects.create access to the Google Cloud Storage object.",
+                "errors": [{"reason": "forbidden", "domain": "global"}],
+            }
+        }
     return None
 
 
@@ -122,11 +130,19 @@ def test_bucket_rejecting_writes_fails_without_state(
 
 
 def _singer_input(n: int) -> list[bytes]:
-    schema = {"type": "SCHEMA", "stream": "ads", "key_properties": ["id"],
-              "schema": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                                                          "score": {"type": ["number", "null"]}}}}
-    records = [{"type": "RECORD", "stream": "ads", "record": {"id": str(i), "name": "ad " * 40, "score": 0.5}}
-               for i in range(n)]
+    schema = {
+        "type": "SCHEMA",
+        "stream": "ads",
+        "key_properties": ["id"],
+        "schema": {
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "score": {"type": ["number", "null"]}},
+        },
+    }
+    records = [
+        {"type": "RECORD", "stream": "ads", "record": {"id": str(i), "name": "ad " * 40, "score": 0.5}}
+        for i in range(n)
+    ]
     return [(json.dumps(m) + "\n").encode() for m in [schema, *records]]
 
 
@@ -140,9 +156,12 @@ def test_upload_failure_at_exit(executable: str, safe: bool, gcs: GcsEmulator, w
     if not safe:
         lines = [line.replace(b'"score": 0.5', b'"score": 1') for line in lines]
     opened = gcs.writers_opened()
-    target = subprocess.Popen(  # noqa: S603
-        [str(LOADER_BIN / executable), "--config", str(config)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env={**os.environ, "STORAGE_EMULATOR_HOST": gcs.url},
+    target = subprocess.Popen(
+        [str(LOADER_BIN / executable), "--config", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "STORAGE_EMULATOR_HOST": gcs.url},
     )
     assert target.stdin is not None
     for line in lines:
@@ -162,9 +181,12 @@ def test_upload_failure_at_exit(executable: str, safe: bool, gcs: GcsEmulator, w
 
 
 def _run_guard(config: Path, gcs: GcsEmulator, lines: list[bytes]) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(  # noqa: S603
-        [str(LOADER_BIN / "target-gcs-guard"), "--config", str(config)], input=b"".join(lines),
-        capture_output=True, env={**os.environ, "STORAGE_EMULATOR_HOST": gcs.url}, timeout=RUN_TIMEOUT,
+    return subprocess.run(
+        [str(LOADER_BIN / "target-gcs-guard"), "--config", str(config)],
+        input=b"".join(lines),
+        capture_output=True,
+        env={**os.environ, "STORAGE_EMULATOR_HOST": gcs.url},
+        timeout=RUN_TIMEOUT,
         check=False,
     )
 
@@ -173,7 +195,8 @@ def test_runs_in_the_same_second_never_overwrite(gcs: GcsEmulator, workdir: Path
     """`{timestamp}` is in seconds; the guard's `{run_id}` keeps two quick runs apart, and non-integer
     numbers arrive as they were sent."""
     config = workdir / "config.json"
-    config.write_text(json.dumps({"bucket_name": BUCKET, "key_naming_convention": "{stream}/{timestamp}-{run_id}.jsonl"}))
+    convention = "{stream}/{timestamp}-{run_id}.jsonl"
+    config.write_text(json.dumps({"bucket_name": BUCKET, "key_naming_convention": convention}))
     state = (json.dumps({"type": "STATE", "value": {"bookmarks": {}}}) + "\n").encode()
     lines = [*_singer_input(50), state]
     with concurrent.futures.ThreadPoolExecutor(3) as pool:  # three runs at once: the same second, likely
@@ -181,18 +204,18 @@ def test_runs_in_the_same_second_never_overwrite(gcs: GcsEmulator, workdir: Path
     assert [r.returncode for r in runs] == [0, 0, 0], runs[-1].stderr[-2000:]
     assert all(json.loads(r.stdout) == {"bookmarks": {}} for r in runs), [r.stdout for r in runs]
     names = gcs.object_names("ads/")
-    assert len(names) == 3  # noqa: PLR2004
+    assert len(names) == 3
     for name in names:
         records = gcs.records(name)
         assert [r["id"] for r in records] == [str(i) for i in range(50)]
-        assert all(r["score"] == 0.5 for r in records)  # noqa: PLR2004
+        assert all(r["score"] == 0.5 for r in records)
 
 
 def test_a_naming_convention_without_run_id_is_refused(gcs: GcsEmulator, workdir: Path) -> None:
     config = workdir / "config.json"
     config.write_text(json.dumps({"bucket_name": BUCKET, "key_naming_convention": "{stream}/{timestamp}.jsonl"}))
     run = _run_guard(config, gcs, _singer_input(3))
-    assert run.returncode == 2  # noqa: PLR2004
+    assert run.returncode == 2
     assert b"{run_id}" in run.stderr
     assert run.stdout == b""
     assert gcs.object_names() == []
@@ -205,7 +228,7 @@ def test_state_is_held_back_when_the_bucket_disagrees(gcs: GcsEmulator, workdir:
     config.write_text(json.dumps({"bucket_name": BUCKET, "stream_maps": {"ads": {"__filter__": "int(id) % 2 == 0"}}}))
     state = (json.dumps({"type": "STATE", "value": {"bookmarks": {"ads": {"x": 1}}}}) + "\n").encode()
     run = _run_guard(config, gcs, [*_singer_input(50), state])
-    assert run.returncode == 3, run.stderr[-2000:]  # noqa: PLR2004
+    assert run.returncode == 3, run.stderr[-2000:]
     assert run.stdout == b""
     assert b"25 lines" in run.stderr
     assert b"withholding 1 STATE" in run.stderr

@@ -10,8 +10,16 @@ import yaml
 
 from tests.e2e.servers import ROOT, Meltano
 
-SDK_SETTINGS = {"stream_maps", "stream_map_config", "faker_config", "flattening_enabled", "flattening_max_depth",
-                "flattening_max_key_length", "flattening_separator", "batch_config"}
+SDK_SETTINGS = {
+    "stream_maps",
+    "stream_map_config",
+    "faker_config",
+    "flattening_enabled",
+    "flattening_max_depth",
+    "flattening_max_key_length",
+    "flattening_separator",
+    "batch_config",
+}
 KINDS = {"string": "string", "array": "array", "integer": "integer", "number": "decimal", "boolean": "boolean"}
 
 
@@ -24,10 +32,14 @@ def _plugin(kind: str, name: str) -> dict:
 
 
 def test_extractor_settings_match_the_tap() -> None:
-    about = json.loads(subprocess.run(  # noqa: S603
-        [str(ROOT / ".venv" / "bin" / "tap-meta-ads"), "--about", "--format=json"],
-        capture_output=True, text=True, check=True,
-    ).stdout)
+    about = json.loads(
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "tap-meta-ads"), "--about", "--format=json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     schema = about["settings"]["properties"]
     tap = _plugin("extractors", "tap-meta-ads")
     settings = {s["name"]: s for s in tap["settings"]}

@@ -24,9 +24,7 @@ def _pg_env(postgres: Postgres, schema: str) -> dict[str, str]:
     }
 
 
-def test_postgres_rows_match_and_reruns_upsert(
-    sandbox: Sandbox, postgres: Postgres, make_meltano
-) -> None:
+def test_postgres_rows_match_and_reruns_upsert(sandbox: Sandbox, postgres: Postgres, make_meltano) -> None:
     meltano: Meltano = make_meltano(**_pg_env(postgres, "meta_ads"))
     job = ("run", "tap-meta-ads", "target-postgres")
     meltano(*job)
@@ -48,13 +46,16 @@ def test_postgres_rows_match_and_reruns_upsert(
     truth = truth_by_id(sandbox)
     assert sorted(ids()) == sorted(truth)
     for ad_id in touched["updated"] + touched["created"]:
-        (name,) = postgres.query(f"select name from meta_ads.ads where id = '{ad_id}'")[0]  # noqa: S608
+        (name,) = postgres.query(f"select name from meta_ads.ads where id = '{ad_id}'")[0]
         assert name == truth[ad_id]["name"]
 
-    types = {name: (data_type, udt) for name, data_type, udt in postgres.query(
-        "select column_name, data_type, udt_name from information_schema.columns "
-        "where table_schema = 'meta_ads' and table_name = 'ads'"
-    )}
+    types = {
+        name: (data_type, udt)
+        for name, data_type, udt in postgres.query(
+            "select column_name, data_type, udt_name from information_schema.columns "
+            "where table_schema = 'meta_ads' and table_name = 'ads'"
+        )
+    }
     assert types["id"][0] == "text"
     assert types["account_id"][0] == "text"
     assert types["updated_time"][0].startswith("timestamp")
@@ -67,7 +68,7 @@ def test_postgres_rows_match_and_reruns_upsert(
     # Times are stored as UTC instants: the same moment as the sandbox's `-0700`-style text.
     some_id = touched["updated"][0]
     (stored,) = postgres.query(
-        f"select to_char(updated_time, 'YYYY-MM-DD\"T\"HH24:MI:SS') from meta_ads.ads where id = '{some_id}'"  # noqa: S608
+        f"select to_char(updated_time, 'YYYY-MM-DD\"T\"HH24:MI:SS') from meta_ads.ads where id = '{some_id}'"
     )[0]
     expected = datetime.datetime.strptime(truth[some_id]["updated_time"], "%Y-%m-%dT%H:%M:%S%z")
     assert stored == expected.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
@@ -98,5 +99,5 @@ def test_stream_map_hashes_the_ad_name(sandbox: Sandbox, meltano: Meltano, workd
     for record in records:
         assert "name" not in record
         assert "preview_shareable_link" not in record
-        assert record["name_md5"] == hashlib.md5(truth[record["id"]]["name"].encode()).hexdigest()  # noqa: S324
+        assert record["name_md5"] == hashlib.md5(truth[record["id"]]["name"].encode()).hexdigest()
         assert record["account_id"] in {"1001", "1002"}

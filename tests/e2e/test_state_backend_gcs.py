@@ -28,7 +28,9 @@ def test_state_lives_in_gcs_and_drives_the_next_run(
     via_cli = meltano.state(STATE_ID)
     assert via_cli is not None
     assert {p["context"]["account_id"] for p in via_cli["singer_state"]["bookmarks"]["ads"]["partitions"]} == {
-        "1001", "1002"}
+        "1001",
+        "1002",
+    }
     # Nothing went to the system database: without the backend setting Meltano knows no state.
     assert not make_meltano().state(STATE_ID)
 

@@ -19,6 +19,7 @@ Only the standard library and google-cloud-storage are used here (orjson, when p
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import logging
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 try:
     import orjson
@@ -67,30 +68,36 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def object_name_pattern(config: dict[str, Any], stream: str) -> tuple[str, re.Pattern[str]]:
-    """Return (listing prefix, full-name regex) of the objects target-gcs 1.2.3 writes for `stream`.
+def object_name_pattern(config: dict[str, Any], stream: str, dates: Iterable[str]) -> tuple[list[str], re.Pattern[str]]:
+    """Return (listing prefixes, full-name regex) of the objects target-gcs 1.2.3 writes for `stream`.
 
     This mirrors `GCSSink.key_name` of target-gcs 1.2.3: `key_prefix` + "/" + convention, "//" folded,
     leading "/" stripped, then `{stream}`, `{date}`, `{timestamp}` filled in and unknown fields emptied.
-    The convention passed here already has `{run_id}` replaced.
+    The convention passed here already has `{run_id}` replaced. `dates` are the values `{date}` can have
+    during this run (the day it started and the day it ended), so the listing stays within those days.
     """
     convention = config["key_naming_convention"]
     name = f"{config.get('key_prefix', '')}/{convention}".replace("//", "/").lstrip("/")
-    pieces = re.split(r"(\{[^{}]*\})", name)
+    dates = sorted(set(dates))
     regex = []
-    for piece in pieces:
+    for piece in re.split(r"(\{[^{}]*\})", name):
         if piece == "{stream}":
             regex.append(re.escape(stream))
         elif piece == "{timestamp}":
             regex.append(r"\d+")
         elif piece == "{date}":
-            regex.append(r".+?")
+            regex.append("(?:" + "|".join(re.escape(d) for d in dates) + ")")
         elif piece.startswith("{") and piece.endswith("}"):
             continue  # target-gcs formats unknown fields as ""
         else:
             regex.append(re.escape(piece))
-    literal_prefix = name.split("{", 1)[0]
-    return literal_prefix, re.compile("".join(regex) + r"\Z")
+    prefixes = {name.replace("{stream}", stream).replace("{date}", date).split("{", 1)[0] for date in dates}
+    return sorted(prefixes), re.compile("".join(regex) + r"\Z")
+
+
+def today(config: dict[str, Any]) -> str:
+    """`{date}` as target-gcs 1.2.3 computes it (local time, `date_format`)."""
+    return datetime.datetime.today().strftime(config.get("date_format", "%Y-%m-%d"))
 
 
 def _storage_client(config: dict[str, Any]) -> Any:  # noqa: ANN401 - google.cloud.storage.Client
@@ -102,27 +109,34 @@ def _storage_client(config: dict[str, Any]) -> Any:  # noqa: ANN401 - google.clo
     return storage.Client()
 
 
-def verify_objects(config: dict[str, Any], record_counts: Counter[str]) -> list[str]:
+def _count_lines(blob: Any, retry: Any) -> int:  # noqa: ANN401 - google.cloud.storage types
+    """Newlines in an object, read in 1 MiB chunks."""
+    count = 0
+    with blob.open("rb", retry=retry, timeout=30) as stream_in:
+        while chunk := stream_in.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def verify_objects(config: dict[str, Any], record_counts: Counter[str], dates: Iterable[str]) -> list[str]:
     """Check that each stream's objects of this run hold exactly its record count; return their names."""
     from google.api_core.retry import Retry  # noqa: PLC0415
 
     client = _storage_client(config)
     retry = Retry(timeout=VERIFY_TIMEOUT_SECONDS)
     bucket = client.bucket(config["bucket_name"])
-    verified = []
+    verified: list[str] = []
     for stream, expected in sorted(record_counts.items()):
-        prefix, pattern = object_name_pattern(config, stream)
+        prefixes, pattern = object_name_pattern(config, stream, dates)
         blobs = [
             blob
+            for prefix in prefixes
             for blob in client.list_blobs(bucket, prefix=prefix, retry=retry, timeout=30)
             if pattern.match(blob.name)
         ]
         if not blobs:
             raise GuardError(f"stream {stream!r}: no object matching {pattern.pattern!r} in the bucket")
-        found = 0
-        for blob in blobs:
-            with blob.open("rb", retry=retry, timeout=30) as stream_in:
-                found += sum(chunk.count(b"\n") for chunk in iter(lambda s=stream_in: s.read(1 << 20), b""))
+        found = sum(_count_lines(blob, retry) for blob in blobs)
         if found != expected:
             names = ", ".join(blob.name for blob in blobs)
             raise GuardError(f"stream {stream!r}: {found} lines in {names}, but {expected} records were sent")
@@ -220,6 +234,7 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         LOGGER.error("%s", exc)  # noqa: TRY400 - a one-line message, no traceback wanted
         return EXIT_CONFIG_ERROR
 
+    started_on = today(config)
     with tempfile.TemporaryDirectory(prefix="target-gcs-guard-") as tmp:
         child_config = Path(tmp) / "config.json"
         child_config.touch(mode=0o600)
@@ -230,8 +245,8 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             _child_command(rest), stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
         )  # unbuffered: each line reaches the target as soon as the tap sent it
-        assert child.stdin is not None  # noqa: S101 - set by PIPE above
-        assert child.stdout is not None  # noqa: S101
+        assert child.stdin is not None
+        assert child.stdout is not None
 
         def _forward_signal(signum: int, _frame: object) -> None:
             child.send_signal(signum)
@@ -239,7 +254,7 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _forward_signal)
 
-        collector = _StateCollector(io.BufferedReader(child.stdout))  # type: ignore[arg-type]
+        collector = _StateCollector(io.BufferedReader(child.stdout))  # type: ignore[type-var] # raw pipe
         collector.start()
         counts: Counter[str] = Counter()
         fed_all = _feed(iter(stdin.readline, b""), child.stdin, counts)
@@ -255,7 +270,7 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         )
         return returncode or 1
     try:
-        verified = verify_objects(config, counts)
+        verified = verify_objects(config, counts, {started_on, today(config)})
     except Exception as exc:  # noqa: BLE001 - any failure to verify means: do not report success
         LOGGER.error(  # noqa: TRY400 - one line: what failed and what it means
             "verification failed (%s: %s): withholding %d STATE message(s); the bookmark does not move",

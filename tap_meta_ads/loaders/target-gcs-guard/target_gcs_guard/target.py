@@ -33,7 +33,7 @@ def _exact_number(value: object) -> orjson.Fragment:
 class GuardedGCSSink(GCSSink):
     """target-gcs's sink, Decimal-safe and closing (uploading) its object before STATE is emitted."""
 
-    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:  # noqa: ARG002
+    def process_record(self, record: dict[str, Any], context: dict[str, Any]) -> None:
         """Append one record to the object as a JSON line."""
         self.gcs_write_handle.write(
             orjson.dumps(record, default=_exact_number, option=orjson.OPT_APPEND_NEWLINE),
@@ -41,7 +41,7 @@ class GuardedGCSSink(GCSSink):
 
     def clean_up(self) -> None:
         """Finish the upload; an error here propagates and makes the target exit non-zero."""
-        handle = self._gcs_write_handle
+        handle: Any = vars(self).get("_gcs_write_handle")  # set by GCSSink.__init__ (target-gcs 1.2.3)
         if handle is not None:
             self._gcs_write_handle = None
             handle.close()
