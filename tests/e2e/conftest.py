@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.e2e.servers import GcsEmulator, Meltano, Postgres, Sandbox
+from tests.e2e.servers import ROOT, GcsEmulator, Meltano, Postgres, Sandbox
 
 #: Small accounts keep each Meltano run to a few seconds; several pages each at page_size 100.
 ACCOUNTS = {"1001": 420, "1002": 260}
@@ -51,7 +51,9 @@ def postgres() -> Iterator[Postgres]:
 def make_meltano(workdir: Path, sandbox: Sandbox, gcs: GcsEmulator) -> Callable[..., Meltano]:
     """A Meltano CLI wired to this test's sandbox and emulator, with its own system database."""
 
-    def make(sandbox_url_port: int | None = None, gcs_port: int | None = None, **env: str) -> Meltano:
+    def make(
+        sandbox_url_port: int | None = None, gcs_port: int | None = None, project: Path = ROOT, **env: str
+    ) -> Meltano:
         return Meltano(
             workdir,
             {
@@ -61,6 +63,7 @@ def make_meltano(workdir: Path, sandbox: Sandbox, gcs: GcsEmulator) -> Callable[
                 "TARGET_JSONL_DESTINATION_PATH": str(workdir / "jsonl"),
                 **env,
             },
+            project=project,
         )
 
     return make

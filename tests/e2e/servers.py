@@ -323,8 +323,9 @@ class Postgres:
 class Meltano:
     """Runs the real `meltano` CLI in the repository's project, with its own system database (state)."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], project: Path = ROOT) -> None:
         self.workdir = workdir
+        self.project = project
         self.env = {
             **os.environ,
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
@@ -337,7 +338,7 @@ class Meltano:
     def __call__(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [str(require(MELTANO)), *args],
-            cwd=ROOT,
+            cwd=self.project,
             env=self.env,
             capture_output=True,
             text=True,
@@ -351,7 +352,7 @@ class Meltano:
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [str(require(MELTANO)), *args],
-            cwd=ROOT,
+            cwd=self.project,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.conftest import BUCKET, STATE_ID, truth_by_id
 from tests.e2e.servers import ROOT, GcsEmulator, Meltano, Relay, Sandbox, wait_until
@@ -49,11 +50,30 @@ def partitions(state: dict | None) -> dict[str, str]:
     }
 
 
-def test_emulator_dies_mid_run(sandbox: Sandbox, gcs: GcsEmulator, make_meltano: Callable[..., Meltano]) -> None:
+def _unguarded_project(workdir: Path) -> Path:
+    """This Meltano project with the loader's executable swapped for plain target-gcs 1.2.3."""
+    project = workdir / "unguarded"
+    project.mkdir()
+    doc = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    loader = next(p for p in doc["plugins"]["loaders"] if p["name"] == "target-gcs")
+    loader["executable"] = "target-gcs"
+    (project / "meltano.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (project / ".meltano").symlink_to(ROOT / ".meltano")  # the installed plugins, guard venv included
+    return project
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "plain-target-gcs"])
+def test_emulator_dies_mid_run(
+    guarded: bool, sandbox: Sandbox, gcs: GcsEmulator, make_meltano: Callable[..., Meltano], workdir: Path
+) -> None:
+    """The storage server dies in the middle of `meltano run`. Guarded: the run fails, the state stays, the
+    rerun backs the changes up. Plain target-gcs 1.2.3 (the hazard, shown with Meltano itself): the run
+    succeeds, Meltano stores the advanced state, and the changes are never backed up."""
     gate = Gate("1002")
     relay = Relay(sandbox.port, hook=gate.hook)
     try:
-        meltano = make_meltano(sandbox_url_port=relay.port)
+        project = ROOT if guarded else _unguarded_project(workdir)
+        meltano = make_meltano(sandbox_url_port=relay.port, project=project)
         meltano(*GCS_JOB)
         before = meltano.state(STATE_ID)
 
@@ -72,18 +92,25 @@ def test_emulator_dies_mid_run(sandbox: Sandbox, gcs: GcsEmulator, make_meltano:
         finally:
             gate.released.set()
         _, stderr = run.communicate(timeout=RUN_TIMEOUT)
-        assert run.returncode != 0, stderr[-3000:]
-        assert "withholding" in stderr
-        assert meltano.state(STATE_ID) == before, "the bookmark moved past data that never landed"
+        advanced = partitions(meltano.state(STATE_ID))
+        if guarded:
+            assert run.returncode != 0, stderr[-3000:]
+            assert "withholding" in stderr
+            assert meltano.state(STATE_ID) == before, "the bookmark moved past data that never landed"
+        else:
+            assert run.returncode == 0, stderr[-3000:]
+            assert all(advanced[acct] > value for acct, value in partitions(before).items())
 
         gcs.start()  # in memory: it comes back empty
         gate.armed = False
         meltano(*GCS_JOB)
-        names = gcs.object_names("meta-ads/ads/")
-        assert len(names) == 1
-        assert {r["id"] for r in gcs.records(names[0])} == changed
-        after = partitions(meltano.state(STATE_ID))
-        assert all(after[acct] > value for acct, value in partitions(before).items())
+        backed_up = {r["id"] for name in gcs.object_names("meta-ads/ads/") for r in gcs.records(name)}
+        if guarded:
+            assert backed_up == changed
+            after = partitions(meltano.state(STATE_ID))
+            assert all(after[acct] > value for acct, value in partitions(before).items())
+        else:
+            assert not backed_up & changed, "plain target-gcs lost these changes for good"
     finally:
         relay.stop()
 
