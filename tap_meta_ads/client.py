@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import backoff
 import requests
+from singer_sdk import metrics
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
@@ -180,8 +181,8 @@ class CursorPaginator(BaseAPIPaginator[str | None]):
 class GraphStream(RESTStream[str | None]):
     """Base stream for an ad-account edge, ``GET /{version}/act_{account_id}/{edge}``.
 
-    Subclasses set ``name``, ``edge``, ``primary_keys``, ``replication_key`` and
-    ``schema_filepath``; nothing else.
+    Subclasses set ``name``, ``edge``, ``primary_keys``, ``replication_key`` and ``schema``;
+    nothing else.
     """
 
     edge: str = ""
@@ -206,6 +207,7 @@ class GraphStream(RESTStream[str | None]):
         )
         self._pace_wait = 0.0
         self._stats: PartitionStats | None = None
+        self._request_counter: metrics.Counter | None = None
         self._proof = appsecret_proof(cfg["access_token"], cfg.get("app_secret"))
         self._auth = BearerAuth(cfg["access_token"])
 
@@ -304,6 +306,8 @@ class GraphStream(RESTStream[str | None]):
         prepared = self.build_prepared_request(method="GET", url=self.get_url(context), params=params)
         if stats:
             stats.requests += 1
+        if self._request_counter is not None:
+            self._request_counter.increment()
         started = time.perf_counter()
         response = self.requests_session.send(prepared, timeout=self.timeout, allow_redirects=False)
         self._log_duration(response, started, context)
@@ -313,8 +317,6 @@ class GraphStream(RESTStream[str | None]):
 
     def _log_duration(self, response: requests.Response, started: float, context: Context) -> None:
         """Keep the SDK's ``http_request_duration`` METRIC line, without the URL (it has the proof)."""
-        from singer_sdk import metrics  # noqa: PLC0415 - only this hook needs it
-
         point = metrics.Point(
             "timer",
             metric=metrics.Metric.HTTP_REQUEST_DURATION,
@@ -327,7 +329,7 @@ class GraphStream(RESTStream[str | None]):
                 metrics.Tag.CONTEXT: dict(context),
             },
         )
-        self._log_metric(point)
+        metrics.log(self.metrics_logger, point=point)
 
     # -- retries through the SDK's backoff integration -----------------------------------------
 
@@ -433,9 +435,18 @@ class GraphStream(RESTStream[str | None]):
 
     @override
     def request_records(self, context: Context | None) -> Iterable[dict]:
+        """Read one ad account's edge, page by page, with checkpoints (and the SDK's request-count METRIC)."""
         if context is None:  # pragma: no cover - partitions always give a context
             msg = f"{self.name} needs an account context"
             raise GraphAPIError(msg)
+        with self.get_http_request_counter() as counter:
+            counter.with_context(context)
+            self._request_counter = counter
+            yield from self._read_partition(context)
+        self._request_counter = None
+
+    def _read_partition(self, context: Context) -> Iterable[dict]:
+        """The pages of one account: resume point in, records out, a checkpoint every N pages."""
         stats = self._stats = self.monitor.start(self.name, str(context["account_id"]))
         point = ResumePoint.from_state(self.get_context_state(context))
         if point and point.after:
