@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 from tap_meta_ads.sandbox.data import DataStore
@@ -38,9 +39,21 @@ class Collection(Protocol):
         """The object with every field it has a value for."""
         ...
 
-    def encoded(self, index: int) -> dict[str, str]:
-        """The same object as ``{field: JSON text of the value}``, which pages are joined from."""
+    def members(self, index: int) -> dict[str, str]:
+        """The same object as ``{field: JSON member text}`` (``""`` when absent), which pages are joined from."""
         ...
+
+
+def member_getter(fields: tuple[str, ...]) -> Callable[[dict[str, str]], tuple[str, ...]]:
+    """Picks the asked fields' member texts out of :meth:`Collection.members`, in the asked order.
+
+    Built once per page: ``itemgetter`` does the per-row lookups in C, and ``",".join(filter(None, ...))``
+    then drops the fields an object has no value for, so projecting a row costs no Python loop per field.
+    """
+    if len(fields) == 1:  # itemgetter with one key returns the value itself, not a 1-tuple
+        (name,) = fields
+        return lambda members: (members[name],)
+    return itemgetter(*fields)
 
 
 @dataclass(frozen=True)
