@@ -81,3 +81,12 @@ def truth_by_id(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
         for ad in sandbox.truth(account, DEFAULT_EFFECTIVE_STATUSES):
             ads[ad["id"]] = ad
     return ads
+
+
+def bookmarks(state: dict[str, Any] | None) -> dict[str, str]:
+    """The `updated_time` bookmark of each ad account in a state Meltano stored."""
+    assert state, "no state stored"
+    return {
+        p["context"]["account_id"]: p["replication_key_value"]
+        for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]
+    }

@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from tests.e2e.conftest import STATE_ID, truth_by_id
+from tests.e2e.conftest import STATE_ID, bookmarks, truth_by_id
 from tests.e2e.servers import GcsEmulator, Meltano, Sandbox
 
 GCS_JOB = ("run", "tap-meta-ads", "target-gcs")
@@ -50,10 +50,7 @@ def test_backup_lands_every_ad_then_only_changes(sandbox: Sandbox, gcs: GcsEmula
     assert_same_ads(backed_up(gcs, first), truth)
     state = meltano.state(STATE_ID)
     assert state is not None
-    assert {p["context"]["account_id"] for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]} == {
-        "1001",
-        "1002",
-    }
+    assert bookmarks(state).keys() == {"1001", "1002"}
 
     changed = set(sandbox.mutate("1001", update=4)["updated"])
     touched = sandbox.mutate("1002", update=2, create=3)
@@ -78,8 +75,7 @@ def test_shards_keep_their_own_state(sandbox: Sandbox, gcs: GcsEmulator, make_me
         shard_meltano("run", f"--state-id-suffix={shard}", *GCS_JOB[1:])
         state = shard_meltano.state(f"{STATE_ID}:{shard}")
         assert state is not None, shard
-        accounts = {p["context"]["account_id"] for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]}
-        assert accounts == {account}
+        assert bookmarks(state).keys() == {account}
     names = gcs.object_names("meta-ads/ads/")
     assert len(names) == 2
     assert {r["id"] for name in names for r in gcs.records(name)} == set(truth_by_id(sandbox))

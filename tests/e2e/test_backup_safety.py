@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import BUCKET, STATE_ID, truth_by_id
+from tests.e2e.conftest import BUCKET, STATE_ID, bookmarks, truth_by_id
 from tests.e2e.servers import ROOT, GcsEmulator, Meltano, Relay, Sandbox, wait_until
 
 GCS_JOB = ("run", "tap-meta-ads", "target-gcs")
@@ -40,14 +40,6 @@ class Gate:
         if self.armed and self.needle in path and not self.reached.is_set():
             self.reached.set()
             self.released.wait(RUN_TIMEOUT)
-
-
-def partitions(state: dict | None) -> dict[str, str]:
-    assert state is not None
-    return {
-        p["context"]["account_id"]: p["replication_key_value"]
-        for p in state["singer_state"]["bookmarks"]["ads"]["partitions"]
-    }
 
 
 def _unguarded_project(workdir: Path) -> Path:
@@ -92,14 +84,14 @@ def test_emulator_dies_mid_run(
         finally:
             gate.released.set()
         _, stderr = run.communicate(timeout=RUN_TIMEOUT)
-        advanced = partitions(meltano.state(STATE_ID))
+        advanced = bookmarks(meltano.state(STATE_ID))
         if guarded:
             assert run.returncode != 0, stderr[-3000:]
             assert "withholding" in stderr
             assert meltano.state(STATE_ID) == before, "the bookmark moved past data that never landed"
         else:
             assert run.returncode == 0, stderr[-3000:]
-            assert all(advanced[acct] > value for acct, value in partitions(before).items())
+            assert all(advanced[acct] > value for acct, value in bookmarks(before).items())
 
         gcs.start()  # in memory: it comes back empty
         gate.armed = False
@@ -107,8 +99,8 @@ def test_emulator_dies_mid_run(
         backed_up = {r["id"] for name in gcs.object_names("meta-ads/ads/") for r in gcs.records(name)}
         if guarded:
             assert backed_up == changed
-            after = partitions(meltano.state(STATE_ID))
-            assert all(after[acct] > value for acct, value in partitions(before).items())
+            after = bookmarks(meltano.state(STATE_ID))
+            assert all(after[acct] > value for acct, value in bookmarks(before).items())
         else:
             assert not backed_up & changed, "plain target-gcs lost these changes for good"
     finally:
@@ -153,7 +145,7 @@ def test_bucket_rejecting_writes_fails_without_state(
     names = gcs.object_names("meta-ads/ads/")
     assert len(names) == 1
     assert {r["id"] for r in gcs.records(names[0])} == set(truth_by_id(sandbox))
-    assert partitions(fixed.state(STATE_ID)).keys() == {"1001", "1002"}
+    assert bookmarks(fixed.state(STATE_ID)).keys() == {"1001", "1002"}
 
 
 def _singer_input(n: int) -> list[bytes]:

@@ -64,8 +64,8 @@ class GuardError(Exception):
 
 
 def new_run_id() -> str:
-    """Return a run id that sorts by time and is unique: UTC time plus 6 random hex digits."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    """Return a run id that sorts by time and is unique: UTC time plus 64 random bits (16 hex digits)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(8)
 
 
 def object_name_pattern(config: dict[str, Any], stream: str, dates: Iterable[str]) -> tuple[list[str], re.Pattern[str]]:
