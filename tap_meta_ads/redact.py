@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
+from typing import Any
 
 MASK = "***REDACTED***"
 _MIN_SECRET_LENGTH = 4  # masking a one-letter "secret" would mangle every log line
@@ -21,7 +22,13 @@ class SecretFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self.secrets: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these too; longest first, so a secret containing another is masked whole."""
+        found = {s for s in secrets if s and len(s) >= _MIN_SECRET_LENGTH}
+        self.secrets = sorted({*self.secrets, *found}, key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         """Return ``text`` with every secret masked."""
@@ -47,34 +54,37 @@ class SecretFilter(logging.Filter):
         return True
 
 
+#: One filter per process: every tap built in it adds its secrets (tests build many taps in-process).
+_FILTER = SecretFilter([])
+
+
 def install(secrets: Iterable[str]) -> SecretFilter:
-    """Attach one filter to every handler that exists now, and guard uncaught exceptions.
+    """Mask ``secrets`` in every handler that exists now and in uncaught exceptions' texts.
 
     Filters on handlers (not loggers) see records propagated from every child logger, which
-    is where the SDK, requests, urllib3 and backoff log.
+    is where the SDK, requests, urllib3 and backoff log. Calling it again only adds secrets.
     """
-    secret_filter = SecretFilter(secrets)
+    _FILTER.add(secrets)
     loggers: list[logging.Logger] = [logging.getLogger()]
     loggers += [lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
     for logger in loggers:
         for handler in logger.handlers:
-            if not any(isinstance(f, SecretFilter) for f in handler.filters):
-                handler.addFilter(secret_filter)
-            else:
-                for existing in handler.filters:
-                    if isinstance(existing, SecretFilter):
-                        existing.secrets = sorted({*existing.secrets, *secret_filter.secrets}, key=len, reverse=True)
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)
+    if sys.excepthook is not _masking_excepthook:
+        _previous_hooks.append(sys.excepthook)
+        sys.excepthook = _masking_excepthook
+    return _FILTER
 
-    previous_hook = sys.excepthook
 
-    def hook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
-        """Mask secrets in the text of an exception nobody caught."""
-        text = str(exc)
-        cleaned = secret_filter.scrub(text)
-        if cleaned != text:
-            # the exception's own text held a secret: report a plain RuntimeError with the masked text
-            exc_type, exc, tb = RuntimeError, RuntimeError(f"{exc_type.__name__}: {cleaned}"), None
-        previous_hook(exc_type, exc, tb)
+_previous_hooks: list[Callable[[type[BaseException], BaseException, TracebackType | None], Any]] = []
 
-    sys.excepthook = hook
-    return secret_filter
+
+def _masking_excepthook(exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """Mask secrets in the text of an exception nobody caught, then hand it to the previous hook."""
+    text = str(exc)
+    cleaned = _FILTER.scrub(text)
+    if cleaned != text:
+        # the exception's own text held a secret: report a plain RuntimeError with the masked text
+        exc_type, exc, tb = RuntimeError, RuntimeError(f"{exc_type.__name__}: {cleaned}"), None
+    _previous_hooks[-1](exc_type, exc, tb)
