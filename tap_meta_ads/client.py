@@ -208,6 +208,10 @@ class GraphStream(RESTStream[str | None]):
         self._pace_wait = 0.0
         self._stats: PartitionStats | None = None
         self._request_counter: metrics.Counter | None = None
+        #: fetch_page wrapped in the retry decorator once per stream, not once per page
+        self._fetch_with_retries: Callable[[Context, str | None, int | None], GraphPage] = self.request_decorator(
+            self.fetch_page
+        )
         self._proof = appsecret_proof(cfg["access_token"], cfg.get("app_secret"))
         self._auth = BearerAuth(cfg["access_token"])
 
@@ -496,7 +500,7 @@ class GraphStream(RESTStream[str | None]):
         stats = self._stats
         assert stats is not None
         try:
-            page = self.request_decorator(self.fetch_page)(context, paginator.current_value, point.since)
+            page = self._fetch_with_retries(context, paginator.current_value, point.since)
         except CursorRejectedError as exc:
             stats.cursor_restarts += 1
             if stats.cursor_restarts > MAX_CURSOR_RESTARTS:
@@ -582,13 +586,12 @@ def rfc3339(value: str) -> str:
 
 def retry_reason(exception: BaseException | None) -> tuple[str, str | None]:
     """A short label for a retry (``throttled:17/2446079``, ``http503``, ``ConnectionError``) and the trace id."""
-    error = getattr(exception, "error", None)
     if isinstance(exception, ThrottledError):
         return f"throttled:{exception.error.code_label}", exception.error.fbtrace_id
     if isinstance(exception, PageTooLargeError):
         return "reduce_data", exception.error.fbtrace_id
     if isinstance(exception, TransientError):
-        return f"transient:{exception.reason}", error.fbtrace_id if isinstance(error, GraphError) else None
+        return f"transient:{exception.reason}", exception.error.fbtrace_id if exception.error else None
     if exception is None:
         return "unknown", None
     return type(exception).__name__, None
