@@ -47,7 +47,6 @@ REDUCE_DATA_TEXT = "reduce the amount of data"
 
 HTTP_TOO_MANY_REQUESTS = 429
 HTTP_SERVER_ERROR = 500
-HTTP_CLIENT_ERROR = 400
 
 
 @dataclass(frozen=True)
