@@ -29,6 +29,8 @@ fault SPEC grammar (--fault, SANDBOX_FAULTS, POST /_sandbox/faults):
                           control requests do not count), e.g. http503@2,5  token_expired@after:40
   KIND~P[*K]              each Graph request with probability P (0 < P <= 1) from a RNG seeded
                           with --fault-seed, at most K times, e.g. reset~0.05  throttle:17~0.1*3
+  act_ID:RULE             either, on requests to ad account ID only, counted per account,
+                          e.g. act_1005:permission@after:0 (every request to act_1005 fails)
   The first matching rule of the plan wins.
   KIND is one of: {KIND_HELP}
 

@@ -5,10 +5,13 @@ A fault plan is a list of rules, each a SPEC string::
     KIND@N[,M,A-B,after:K]   exact schedule: the N-th, M-th, A-th..B-th, and every request after the K-th
     KIND~P[*K]               each request with probability P (0 < P <= 1), drawn from a seeded RNG,
                              at most K times when ``*K`` is given
+    act_ID:RULE              either of the above, on requests to ad account ID only (its edges and node)
 
 Requests are counted from 1, from the moment the plan was installed, and only Graph API requests count
-(control endpoints do not). When several rules hit the same request the first one in the plan wins; every
-probability rule draws on every request anyway, so one rule's draws never shift another's.
+(control endpoints do not); a rule for one ad account counts that account's requests only, so its schedule
+holds however requests to several accounts interleave (e.g. shards of accounts read in parallel). When
+several rules hit the same request the first one in the plan wins; every probability rule draws on every
+request anyway, so one rule's draws never shift another's.
 
 Why a grammar of strings: the same plan is set from the command line, the environment, the control
 endpoint and Python, and a test or a bug report can quote it in one line.
@@ -89,7 +92,7 @@ BASE_KINDS: tuple[str, ...] = (
 )
 KIND_HELP = "throttle:CODE[/SUBCODE] (CODE in 4, 17, 32, 613, 80000-80014), " + ", ".join(BASE_KINDS)
 
-_SPEC_RE = re.compile(r"^(?P<kind>[a-z0-9_:/]+)(?P<op>[@~])(?P<sched>.+)$")
+_SPEC_RE = re.compile(r"^(?:act_(?P<account>\d+):)?(?P<kind>[a-z0-9_:/]+)(?P<op>[@~])(?P<sched>.+)$")
 _PROB_RE = re.compile(r"^(?P<p>\d*\.?\d+(?:[eE]-?\d+)?)(?:\*(?P<k>\d+))?$")
 
 
@@ -117,6 +120,7 @@ class FaultRule:
     after: int | None = None
     probability: float | None = None
     max_times: int | None = None
+    account_id: str | None = None
 
     def scheduled(self, n: int) -> bool:
         """Whether the exact schedule covers request ``n``."""
@@ -132,7 +136,10 @@ def parse_fault_spec(spec: str) -> FaultRule:
     text = spec.strip()
     m = _SPEC_RE.match(text)
     if m is None:
-        raise ValueError(f"bad fault spec {spec!r}: expected KIND@N[,M,A-B,after:K] or KIND~P[*K], e.g. http503@2,5")
+        raise ValueError(
+            f"bad fault spec {spec!r}: expected [act_ID:]KIND@N[,M,A-B,after:K] or [act_ID:]KIND~P[*K], "
+            "e.g. http503@2,5"
+        )
     kind = check_kind(m["kind"])
     sched = m["sched"]
     if m["op"] == "~":
@@ -145,7 +152,7 @@ def parse_fault_spec(spec: str) -> FaultRule:
         k = int(pm["k"]) if pm["k"] is not None else None
         if k is not None and k < 1:
             raise ValueError(f"bad fault spec {spec!r}: *K must be >= 1")
-        return FaultRule(kind=kind, spec=text, probability=p, max_times=k)
+        return FaultRule(kind=kind, spec=text, probability=p, max_times=k, account_id=m["account"])
     exact: set[int] = set()
     ranges: list[tuple[int, int]] = []
     after: int | None = None
@@ -162,7 +169,9 @@ def parse_fault_spec(spec: str) -> FaultRule:
             ranges.append((a, b))
         else:
             raise ValueError(f"bad fault spec {spec!r}: schedule item {item!r} is not N (>= 1), A-B or after:K")
-    return FaultRule(kind=kind, spec=text, exact=frozenset(exact), ranges=tuple(ranges), after=after)
+    return FaultRule(
+        kind=kind, spec=text, exact=frozenset(exact), ranges=tuple(ranges), after=after, account_id=m["account"]
+    )
 
 
 @dataclass(frozen=True)
@@ -203,22 +212,34 @@ class FaultInjector:
         self.plan = plan
         self._lock = threading.Lock()
         self._n = 0
+        self._n_by_account: dict[str, int] = {}
         self._rng = random.Random(plan.seed)  # noqa: S311 - a reproducible fault schedule, not secrets
         self._fired = [0] * len(plan.rules)
 
-    def next_request(self) -> tuple[int, FaultRule | None]:
-        """Count one Graph request and return its number and the rule that hits it, if any."""
+    def next_request(self, account_id: str | None = None) -> tuple[int, FaultRule | None]:
+        """Count one Graph request and return its number and the rule that hits it, if any.
+
+        ``account_id`` is the ad account the request names (None for other paths); rules for one account
+        count and fire on that account's requests only.
+        """
         with self._lock:
             self._n += 1
             n = self._n
+            n_account = 0
+            if account_id is not None:
+                n_account = self._n_by_account[account_id] = self._n_by_account.get(account_id, 0) + 1
             hit: FaultRule | None = None
             for i, rule in enumerate(self.plan.rules):
                 if rule.probability is not None:
                     fires = self._rng.random() < rule.probability
                     if rule.max_times is not None and self._fired[i] >= rule.max_times:
                         fires = False
-                else:
+                elif rule.account_id is None:
                     fires = rule.scheduled(n)
+                else:
+                    fires = rule.scheduled(n_account)
+                if rule.account_id is not None and rule.account_id != account_id:
+                    fires = False
                 if fires and hit is None:
                     hit = rule
                     self._fired[i] += 1

@@ -154,7 +154,7 @@ class SandboxApp:
             route = m["edge"] or "node"
             acct = _ACCOUNT_NODE.match(m["node"])
             account_id = acct["id"] if acct and acct["id"] in self.store.ads else None
-        _, rule = self.injector.next_request()
+        _, rule = self.injector.next_request(account_id)
         req = _GraphRequest(method, split.path, pairs, params, headers, host, account_id)
         rows = 0
         outcome = "ok"

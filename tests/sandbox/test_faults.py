@@ -143,6 +143,18 @@ def test_first_rule_wins_and_control_requests_do_not_count(make_sandbox, client)
     assert client.get(ads_url(sb), timeout=10).status_code == 502
 
 
+def test_account_rule_hits_only_that_account_and_counts_its_requests(make_sandbox, client):
+    sb = make_sandbox(faults=FaultPlan(["act_1002:permission@2,after:3", "act_1001:http503~1*1"]))
+    order = ["1002", "1001", "1001", "1002", "1002", "1002", "1001"]
+    statuses = [client.get(ads_url(sb, acct), timeout=10).status_code for acct in order]
+    # 1002 fails on its own 2nd and 4th+ requests, whatever 1001 did in between; 1001's rule fires once.
+    assert statuses == [200, 503, 200, 400, 200, 400, 200]
+    assert sb.stats()["by_outcome"] == {"ok": 4, "fault:permission": 2, "fault:http503": 1}
+    requests.post(f"{sb.url}/_sandbox/faults", json={"faults": ["act_1001:token_expired@after:0"]}, timeout=10)
+    assert error_of(client.get(ads_url(sb, "1001"), timeout=10))["code"] == 190
+    assert client.get(ads_url(sb, "1002"), timeout=10).status_code == 200
+
+
 def test_set_faults_restarts_numbering_and_empty_plan_clears(sandbox, client):
     _outcomes(sandbox, client, 3)
     sandbox.set_faults(FaultPlan(["http500@1"]))
@@ -198,6 +210,9 @@ def test_probability_faults_via_control_endpoint_with_seed(sandbox, client):
         "throttle:99@1",
         "throttle:@1",
         "throttle:17/x@1",
+        "act_:http503@1",
+        "act_12:explode@1",
+        "act_12:",
     ],
 )
 def test_bad_specs_raise_value_error_with_one_line(spec):
@@ -214,6 +229,9 @@ def test_good_specs_parse():
     assert [n for n in range(1, 13) if rule.scheduled(n)] == [3, 5, 6, 11, 12]
     prob = parse_fault_spec("reset~0.25*4")
     assert (prob.kind, prob.probability, prob.max_times) == ("reset", 0.25, 4)
+    targeted = parse_fault_spec("act_1005:throttle:17/2446079@1")
+    assert (targeted.kind, targeted.account_id, targeted.exact) == ("throttle:17/2446079", "1005", frozenset({1}))
+    assert parse_fault_spec("http503@1").account_id is None
 
 
 def test_throttle_fault_keeps_usage_headers_truthful(make_sandbox, client):
