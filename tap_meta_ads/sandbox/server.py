@@ -44,6 +44,7 @@ from tap_meta_ads.sandbox.faults import (
     graph_error_for,
     throttle_error,
 )
+from tap_meta_ads.sandbox.insights import InsightsService
 from tap_meta_ads.sandbox.paging import Cursor, EdgeQuery, parse_query, select_page
 from tap_meta_ads.sandbox.stats import Stats
 from tap_meta_ads.sandbox.usage import RateLimiter, VirtualClock
@@ -135,6 +136,7 @@ class SandboxApp:
             usage_headers=config.usage_headers,
         )
         self.stats = Stats()
+        self.insights = InsightsService(config.seed, self.store.ads, self.clock.now)
         self.injector = FaultInjector(config.faults)
         self.stop_event = threading.Event()
         self._field_bytes: dict[str, dict[str, float]] = {}
@@ -142,10 +144,16 @@ class SandboxApp:
 
     # ----------------------------------------------------------------- Graph API
 
-    def graph(self, method: str, target: str, headers: dict[str, str], host: str) -> Reply:
-        """Answer one Graph API request (anything outside ``/_sandbox/``) and count it."""
+    def graph(self, method: str, target: str, headers: dict[str, str], host: str, body: bytes = b"") -> Reply:
+        """Answer one Graph API request (anything outside ``/_sandbox/``) and count it.
+
+        A POST's form body counts as parameters, as on Meta (clients send ``POST /act_{id}/insights``
+        parameters there).
+        """
         split = urlsplit(target)
         pairs = parse_qsl(split.query, keep_blank_values=True)
+        if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
+            pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         params = dict(pairs)
         token_in_url = "access_token" in params
         route, account_id = "unknown", None
@@ -154,6 +162,8 @@ class SandboxApp:
             route = m["edge"] or "node"
             acct = _ACCOUNT_NODE.match(m["node"])
             account_id = acct["id"] if acct and acct["id"] in self.store.ads else None
+            if self.insights.owns(method, m["node"], m["edge"]):
+                route, account_id = self.insights.route(method, m["node"], m["edge"])
         _, rule = self.injector.next_request(account_id)
         req = _GraphRequest(method, split.path, pairs, params, headers, host, account_id)
         rows = 0
@@ -186,6 +196,9 @@ class SandboxApp:
         """The answer without faults: (reply, rows served); rows -1 marks a throttled answer."""
         usage: dict[str, str] = {}
         try:
+            m = _GRAPH_PATH.match(req.path)
+            if m is not None and self.insights.owns(req.method, m["node"], m["edge"]):
+                return self._serve_insights(req, m)
             return self._serve_edge(req, usage)
         except GraphError as exc:
             return json_reply(exc.status, exc.body(), {**usage, **exc.headers}), 0
@@ -234,6 +247,15 @@ class SandboxApp:
         self._check_page_budget(edge.name, coll, query)
         chunks, rows = self._page_body(req, edge=edge.name, account_id=account_id, coll=coll, query=query, now=int(now))
         return Reply(200, chunks, {**usage, "facebook-api-version": m["version"]}), rows
+
+    def _serve_insights(self, req: _GraphRequest, m: re.Match[str]) -> tuple[Reply, int]:
+        """Insights requests (report runs and their rows) are answered by ``insights.py``."""
+        if not _VERSION.match(m["version"]):
+            raise GraphError(400, 2635, f"(#2635) Unknown or unsupported API version {m['version']}")
+        self._authenticate(req.params, req.headers)
+        url = f"http://{req.host}{req.path}"
+        status, doc, headers, rows = self.insights.serve(req.method, m["node"], m["edge"], req.params, url)
+        return json_reply(status, doc, {**headers, "facebook-api-version": m["version"]}), rows
 
     def _authenticate(self, params: dict[str, str], headers: dict[str, str]) -> None:
         """Token from the ``access_token`` param or the Authorization header, then the appsecret_proof."""
@@ -430,6 +452,8 @@ class SandboxApp:
             ("POST", "/_sandbox/faults"): self._control_faults,
             ("GET", "/_sandbox/config"): lambda _: self.limiter.settings(),
             ("POST", "/_sandbox/config"): self._control_config,
+            ("GET", "/_sandbox/insights"): lambda _: self.insights.describe(),
+            ("POST", "/_sandbox/insights"): self.insights.control,
         }
 
     def _control_stats_reset(self, doc: dict[str, Any]) -> object:
@@ -474,6 +498,8 @@ class SandboxApp:
         return self.limiter.settings()
 
     def _control_truth(self, account_id: str, edge: str, query: str) -> object:
+        if edge == "insights":
+            return {"data": self.insights.truth(account_id, dict(parse_qsl(query)))}
         if edge != "ads":
             raise ValueError(f"no ground truth for edge {edge!r}")
         qs = dict(parse_qsl(query))
@@ -596,7 +622,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-                reply = app.graph(method, self.path, headers, host)
+                reply = app.graph(method, self.path, headers, host, body)
         except Exception as exc:  # noqa: BLE001 - the server must answer, never drop the connection
             print(f"sandbox: internal error on {method} {self.path.split('?')[0]}: {exc!r}", file=sys.stderr)
             reply = json_reply(500, {"error": {"message": f"sandbox internal error: {exc}", "code": 1}})
@@ -757,3 +783,20 @@ class SandboxServer:
     ) -> list[dict[str, Any]]:
         """Ground truth: full ads visible under those statuses (default: Meta's default visibility)."""
         return self.app.visible_ads(account_id, effective_statuses)
+
+    def insights_truth(self, account_id: str, **params: object) -> list[dict[str, Any]]:
+        """Ground truth of an insights report, as ``GET /_sandbox/truth/act_{id}/insights?...``.
+
+        ``params`` are the report's parameters as a client sends them (``level``, ``fields``, ``breakdowns``,
+        ``time_range``, ``time_increment``, ...); lists and dicts may be given as Python values.
+        """
+        flat = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}
+        return self.app.insights.truth(account_id, flat)
+
+    def configure_insights(self, **doc: object) -> dict[str, Any]:
+        """Same as ``POST /_sandbox/insights``: report-run knobs and the fates of the next runs."""
+        return self.app.insights.control(doc)
+
+    def insights_runs(self) -> list[dict[str, Any]]:
+        """Every report run submitted so far (``GET /_sandbox/insights``'s ``runs``)."""
+        return list(self.app.insights.describe()["runs"])
