@@ -17,6 +17,7 @@ behaviour a production extraction needs lives here, once:
 from __future__ import annotations
 
 import email.utils
+import gc
 import hashlib
 import hmac
 import json
@@ -29,6 +30,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import backoff
+import msgspec
 import requests
 from singer_sdk import metrics
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
@@ -40,7 +42,7 @@ from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_meta_ads import checkpoint
-from tap_meta_ads.checkpoint import ResumePoint
+from tap_meta_ads.checkpoint import ResumePoint, SentIds
 from tap_meta_ads.errors import (
     CursorRejectedError,
     GraphAPIError,
@@ -52,6 +54,7 @@ from tap_meta_ads.errors import (
     raise_for_error,
     retry_after_seconds,
 )
+from tap_meta_ads.records import PrunedRecordMessages
 from tap_meta_ads.usage import Pacer, Usage
 
 if TYPE_CHECKING:
@@ -106,6 +109,27 @@ class BearerAuth(requests.auth.AuthBase):
         return "BearerAuth(<redacted>)"
 
 
+class _Cursors(msgspec.Struct):
+    after: str | None = None
+
+
+class _Paging(msgspec.Struct):
+    cursors: _Cursors | None = None
+    next: str | None = None
+
+
+class _PageBody(msgspec.Struct):
+    """The members of a Graph API page the tap reads; anything else in the body is skipped unread."""
+
+    data: list[dict[str, Any]]
+    paging: _Paging | None = None
+
+
+#: One typed msgspec decode per page, straight from the body's bytes: about five times faster than
+#: ``json.loads`` of the text, and it checks the page's shape on the way.
+_PAGE_DECODER = msgspec.json.Decoder(_PageBody)
+
+
 @dataclass(frozen=True)
 class GraphPage:
     """One page of an edge, parsed once: its rows, the next cursor and Meta's clock."""
@@ -118,20 +142,25 @@ class GraphPage:
     @classmethod
     def from_response(cls, response: requests.Response) -> GraphPage:
         """Parse a 2xx body; a body that is not a Graph page is a transient fault."""
-        body = parse_json_body(response.text)
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        content = response.content
+        # A page is thousands of fresh dicts and lists and no cycles: the cyclic GC would walk them again
+        # and again while they are built (it more than doubled the decode time of pages of 500 ads).
+        gc.disable()
+        try:
+            body = _PAGE_DECODER.decode(content)
+        except msgspec.DecodeError as exc:  # not JSON, truncated, or not shaped like a page
             raise TransientError(
                 "invalid_body",
-                f"HTTP {response.status_code} with a body that is not a Graph API page ({len(response.content)} bytes)",
-            )
-        paging = body.get("paging")
-        paging = paging if isinstance(paging, dict) else {}
-        cursors = paging.get("cursors")
-        after = cursors.get("after") if isinstance(cursors, dict) else None
+                f"HTTP {response.status_code} with a body that is not a Graph API page ({len(content)} bytes)",
+            ) from exc
+        finally:
+            gc.enable()
+        paging = body.paging
+        after = paging.cursors.after if paging and paging.cursors else None
         return cls(
-            records=body["data"],
-            after=after if isinstance(after, str) and after else None,
-            has_next=bool(paging.get("next")),
+            records=body.data,
+            after=after or None,
+            has_next=bool(paging and paging.next),
             server_time=server_time_of(response),
         )
 
@@ -178,7 +207,7 @@ class CursorPaginator(BaseAPIPaginator[str | None]):
         return self.has_more(response)
 
 
-class GraphStream(RESTStream[str | None]):
+class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
     """Base stream for an ad-account edge, ``GET /{version}/act_{account_id}/{edge}``.
 
     Subclasses set ``name``, ``edge``, ``primary_keys``, ``replication_key`` and ``schema``;
@@ -460,20 +489,18 @@ class GraphStream(RESTStream[str | None]):
             point = self._fresh_point(context)
         every = int(self.config["checkpoint_every_pages"])
         paginator = CursorPaginator(point.after)
-        # ids sent in this pass: only consulted after Meta refused a cursor and the pass restarted
-        sent: set[str] = set()
-        restarted = False
+        sent = SentIds()  # only consulted after Meta refused a cursor and the pass restarted
         while not paginator.finished:
             page = self._next_page(context, paginator, point)
             if page is None:  # the cursor was refused: start the pass again, skip what was sent
-                point, paginator, restarted = self._fresh_point(context), CursorPaginator(), True
+                point, paginator = self._fresh_point(context), CursorPaginator()
+                sent.restart()
                 continue
             if point.cap is None:
                 point.cap = page.server_time - 1
             point.max_seen = self._newest(page.records, point.max_seen)
             point.pages += 1
-            records = [r for r in page.records if r.get("id") not in sent] if restarted else page.records
-            sent.update(str(r.get("id")) for r in records)
+            records = sent.unsent(page.records)
             stats.pages += 1
             stats.records += len(records)
             self.logger.info(
@@ -484,6 +511,7 @@ class GraphStream(RESTStream[str | None]):
             point.after = None if paginator.finished else paginator.current_value
             if not paginator.finished and point.pages % every == 0:
                 checkpoint.save(self, context, point)
+        sent.close()
         checkpoint.complete(self, context, point)
         stats.status = "complete"
         self.monitor.log_partition(self.logger, stats)
