@@ -341,10 +341,10 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
             stats.requests += 1
         if self._request_counter is not None:
             self._request_counter.increment()
-        started = time.perf_counter()
+        started, sent_at = time.perf_counter(), time.monotonic()
         response = self.requests_session.send(prepared, timeout=self.timeout, allow_redirects=False)
         self._log_duration(response, started, context)
-        self._pace_wait = self._pacer.observe(Usage.from_headers(response.headers))
+        self._pace_wait = self._pacer.observe(Usage.from_headers(response.headers), sent_at=sent_at)
         self.validate_response(response)
         return GraphPage.from_response(response)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -94,11 +96,18 @@ def _collect(value: object, pcts: list[float], seconds: list[float], minutes: li
 
 
 class Pacer:
-    """Spreads the calls left in a budget over the time left in its window.
+    """Spreads the calls left in a budget over the time until the budget grows again.
 
     Below ``threshold_pct`` it never waits. Above it, it estimates how many points a call
-    costs (from how the percentage rose between calls) and how many calls remain before 100,
-    and waits ``reset_seconds / calls_left`` so that the budget recovers as fast as it is spent.
+    costs (from how the percentage rose between calls), hence the budget in calls and how many
+    calls the window holds, and how many calls remain before the wall (one call is kept spare).
+    Meta's windows slide: a call stops counting a window's length after it was made. So when the
+    caller says when each of its calls was sent (``sent_at``, a monotonic clock), the calls left
+    are spread over the time until the oldest of its own calls leaves the window, and once none
+    are left it waits exactly until enough of them have left; the window's length is read from
+    ``reset_seconds`` (the time until the newest call, just sent, stops counting). Calls made by
+    others are counted from the percentage but never assumed to leave. Without ``sent_at`` (or
+    before any of its calls is in the window) the calls left are spread over ``reset_seconds``.
     Without a reset hint it falls back to ``fallback_seconds``, doubling as usage climbs.
     """
 
@@ -108,9 +117,12 @@ class Pacer:
         self.max_wait_seconds = max_wait_seconds
         self._last_pct: float | None = None
         self._cost_per_call = 1.0
+        self._sent: deque[float] = deque()
 
-    def observe(self, usage: Usage) -> float:
+    def observe(self, usage: Usage, sent_at: float | None = None) -> float:
         """Take one response's usage; return how many seconds to wait before the next call."""
+        if sent_at is not None:
+            self._sent.append(sent_at)
         if not usage.seen:
             return 0.0
         if self._last_pct is not None and usage.pct > self._last_pct:
@@ -122,11 +134,33 @@ class Pacer:
         if usage.pct >= _FULL:
             wait = usage.reset_seconds if usage.reset_seconds is not None else self._fallback(usage.pct)
         elif usage.reset_seconds is not None:
-            calls_left = max(1.0, (_FULL - usage.pct) / max(self._cost_per_call, 0.01))
-            wait = usage.reset_seconds / calls_left
+            wait = self._spread(usage.pct, usage.reset_seconds, sent_at)
         else:
             wait = self._fallback(usage.pct)
         return min(wait, self.max_wait_seconds)
+
+    def _spread(self, pct: float, reset_seconds: float, sent_at: float | None) -> float:
+        cost = max(self._cost_per_call, 0.01)
+        calls_left = (_FULL - pct) / cost - 1.0  # one call spare below the wall
+        expiries = self._own_expiries(reset_seconds, sent_at)
+        if not expiries:
+            return reset_seconds / max(1.0, calls_left + 1.0)
+        now = time.monotonic()
+        if calls_left >= 1.0:
+            return max(0.0, expiries[0] - now) / (calls_left + 1.0)
+        needed = min(len(expiries), math.ceil(1.0 - calls_left))  # own calls that must leave first
+        return max(0.0, expiries[needed - 1] - now)
+
+    def _own_expiries(self, reset_seconds: float, sent_at: float | None) -> list[float]:
+        """When each own call still in the window stops counting (monotonic clock), oldest first."""
+        if sent_at is None:
+            return []
+        window = reset_seconds + (time.monotonic() - sent_at)  # the call just sent counts this long
+        horizon = time.monotonic() - window
+        sent = self._sent
+        while sent and sent[0] <= horizon:
+            sent.popleft()
+        return [t + window for t in sent]
 
     def _fallback(self, pct: float) -> float:
         steps = max(0.0, (pct - self.threshold_pct) / 5.0)

@@ -140,6 +140,21 @@ def test_pacer_waits_only_above_the_threshold_and_spreads_the_rest():
     assert pacer.observe(Usage()) == 0  # no headers, no pacing
 
 
+def test_pacer_spreads_over_the_time_until_its_own_calls_leave_a_sliding_window():
+    # a budget of 20 calls in a 10 s window, 1 call = 5 %: the pacer's own calls made 80 % just now
+    pacer = Pacer(threshold_pct=75, fallback_seconds=1, max_wait_seconds=60)
+    now = time.monotonic()
+    for i in range(15):
+        pacer.observe(Usage(pct=5 * (i + 1), reset_seconds=10, seen=True), sent_at=now - 4 + i * 0.2)
+    wait = pacer.observe(Usage(pct=80, reset_seconds=10, seen=True), sent_at=now)
+    # 3 calls left before the spare one; the oldest own call (4 s ago) leaves the window in about 6 s
+    assert 6 / 4 - 0.1 < wait < 6 / 4 + 0.1
+    # at the wall minus the spare call: wait until exactly one own call has left (about 6 s), not a full reset
+    for pct in (85, 90, 95):
+        wait = pacer.observe(Usage(pct=pct, reset_seconds=10, seen=True), sent_at=now)
+    assert 5.8 < wait < 6.1
+
+
 def page(after, has_next, rows=1):
     return GraphPage(records=[{"id": str(i)} for i in range(rows)], after=after, has_next=has_next, server_time=0)
 
