@@ -24,6 +24,7 @@ import json
 import random
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -50,6 +51,7 @@ from tap_meta_ads.errors import (
     PageTooLargeError,
     ThrottledError,
     TransientError,
+    connect_failure,
     parse_json_body,
     raise_for_error,
     retry_after_seconds,
@@ -79,6 +81,12 @@ GROW_AFTER_PAGES = 10
 #: How often a partition may restart from its bookmark because Meta refused its cursor.
 MAX_CURSOR_RESTARTS = 5
 HTTP_OK_MAX = 299
+#: Attempts, and the longest wait between them, while the run has never reached the API and no
+#: connection can be opened at all (a typo in ``api_url``, a wrong port): a few quick tries, then
+#: one line naming the host, instead of half an hour of backoff. Once a page has been read, a
+#: connection fault is an outage of a server that exists, and gets the full ``max_retries``.
+FIRST_CONTACT_TRIES = 3
+FIRST_CONTACT_MAX_WAIT_SECONDS = 10.0
 
 
 def account_id_of(value: str) -> str:
@@ -235,6 +243,7 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
             max_wait_seconds=float(cfg["backoff_max_seconds"]),
         )
         self._pace_wait = 0.0
+        self._first_contact_failures = 0
         self._stats: PartitionStats | None = None
         self._request_counter: metrics.Counter | None = None
         #: fetch_page wrapped in the retry decorator once per stream, not once per page
@@ -379,9 +388,22 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
             RETRIABLE_EXCEPTIONS,
             max_tries=self.backoff_max_tries,
             on_backoff=self.backoff_handler,
+            giveup=self._unreachable_at_first_contact,
             jitter=self.backoff_jitter,
             logger=None,
         )(func)
+
+    def _unreachable_at_first_contact(self, exception: Exception) -> bool:
+        """Stop retrying once the first contact has failed to connect ``FIRST_CONTACT_TRIES`` times."""
+        if self.monitor.made_progress() or connect_failure(exception) is None:
+            return False
+        self._first_contact_failures += 1
+        return self._first_contact_failures >= FIRST_CONTACT_TRIES
+
+    def _tries_at_first_contact(self, exception: BaseException | None) -> int:
+        """How many tries this failure may have before the run has read anything."""
+        tries = self.backoff_max_tries()
+        return min(tries, FIRST_CONTACT_TRIES) if connect_failure(exception) else tries
 
     @override
     def backoff_max_tries(self) -> int:
@@ -411,6 +433,8 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
         expo = base * (2.0 ** (attempt - 1))
         if isinstance(exception, ThrottledError):
             expo *= 2.0  # throttled without a hint: Meta's windows are long, lean to the slow side
+        if not self.monitor.made_progress() and connect_failure(exception):
+            cap = min(cap, FIRST_CONTACT_MAX_WAIT_SECONDS)
         return min(cap, expo * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
 
     @override
@@ -432,7 +456,7 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
             stats.account_id if stats else "?",
             reason,
             details.get("tries", 0),
-            self.backoff_max_tries(),
+            self.backoff_max_tries() if self.monitor.made_progress() else self._tries_at_first_contact(exception),
             wait,
             f" fbtrace_id={trace}" if trace else "",
         )
@@ -565,6 +589,15 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
         if self._stats:
             self._stats.status = "failed"
             self.monitor.log_partition(self.logger, self._stats)
+        unreachable = connect_failure(exc) if gave_up and not self.monitor.made_progress() else None
+        if unreachable:
+            url = urllib.parse.urlsplit(self.config["api_url"])
+            host = f"{url.scheme}://{url.netloc.rpartition('@')[2]}"  # never a user:password part
+            msg = (
+                f"Cannot connect to {host} ({unreachable}; {self._first_contact_failures} attempts): "
+                "check the setting api_url, and that this machine can reach that host"
+            )
+            raise GraphAPIError(msg) from exc
         if gave_up:
             reason, _ = retry_reason(exc)
             msg = (

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError
 
 
 class Action(enum.Enum):
@@ -198,6 +199,34 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def connect_failure(exception: BaseException | None) -> str | None:
+    """Why no connection to the API could be opened at all, or ``None`` for any other fault.
+
+    "name not resolved", "connection refused", "connect timed out": the request never reached
+    a server. A connection that was opened and then reset, a timeout while reading, an HTTP
+    error: ``None``, those are faults of a server that exists. requests wraps urllib3's error
+    as ``ConnectionError(MaxRetryError(reason=NewConnectionError(...)))``; the chain is walked.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [exception]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, NameResolutionError):
+            return "name not resolved"
+        if isinstance(item, NewConnectionError):
+            refused = isinstance(item.__cause__ or item.__context__, ConnectionRefusedError)
+            return "connection refused" if refused else "no connection"
+        if isinstance(item, ConnectTimeoutError):
+            return "connect timed out"
+        if isinstance(item, MaxRetryError):
+            pending.append(item.reason)
+        pending.extend([*item.args, item.__cause__, item.__context__])
+    return None
 
 
 def parse_json_body(text: str) -> object:

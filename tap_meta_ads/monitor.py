@@ -70,6 +70,10 @@ class RunMonitor:
         self.partitions.append(stats)
         return stats
 
+    def made_progress(self) -> bool:
+        """Whether any page of the run has been read: the API was reachable at least once."""
+        return any(p.pages for p in self.partitions)
+
     def totals(self) -> dict[str, object]:
         """The run as a whole."""
         retries: Counter[str] = Counter()
