@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import datetime
 import re
-import sys
 from typing import Any
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_meta_ads import redact
+from tap_meta_ads import cli, inputs, redact
 from tap_meta_ads.client import appsecret_proof
-from tap_meta_ads.errors import GraphAPIError
 from tap_meta_ads.monitor import RunMonitor
 from tap_meta_ads.streams import STREAM_TYPES
 
@@ -43,7 +40,7 @@ class TapMetaAds(Tap):
 
     name = "tap-meta-ads"
     package_name = "tap-meta-ads"
-    message_writer_class = MsgSpecWriter
+    message_writer_class = cli.SingerOutput
     #: The monitor of the tap this process built last: ``main`` logs its run summary at exit.
     last_monitor: RunMonitor | None = None
 
@@ -168,7 +165,20 @@ class TapMetaAds(Tap):
         streams = [stream_type(tap=self) for stream_type in STREAM_TYPES]
         for stream in streams:
             stream.monitor = self.monitor
+            cli.quiet_sdk_notices(stream.logger)
         return streams
+
+    @override
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Check the state against this tap's streams first: bookmarks it cannot use are one clear line."""
+        if state.get("bookmarks"):
+            unknown = inputs.check_state_for_streams(state, self.streams)
+            if unknown:
+                self.logger.warning(
+                    "The state has bookmarks for streams this tap does not have (%s): kept, and ignored",
+                    ", ".join(unknown),
+                )
+        super().load_state(state)
 
 
 def config_problems(config: dict[str, Any]) -> list[str]:
@@ -196,26 +206,8 @@ def config_problems(config: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    """Console entry point: the SDK's CLI, plus a one-line exit on Meta's fatal errors and a run summary.
-
-    The SDK's ``sync_all`` is final, so the wrapper around the whole run lives here: whatever ends
-    the run (success, a fatal Meta error, a crash), the summary is logged, and a fatal Meta error
-    is one ERROR line and exit code 1 rather than a traceback. Records and STATE already
-    written stay written: each partition saves its resume point before raising.
-    """
-    status = "failed"
-    try:
-        TapMetaAds.cli()
-    except SystemExit as exc:
-        status = "succeeded" if not exc.code else "failed"
-        raise
-    except GraphAPIError as exc:
-        TapMetaAds.logger.error("%s", exc)
-        sys.exit(1)
-    finally:
-        monitor = TapMetaAds.last_monitor
-        if monitor is not None and monitor.partitions:
-            monitor.log_run(TapMetaAds.logger, status)
+    """Console entry point ``tap-meta-ads``: the SDK's command line, inside the tap's process boundary (``cli.py``)."""
+    cli.run(TapMetaAds)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,144 @@
+"""The tap as a process: its files checked first, one ERROR line per failure, a closed output said plainly.
+
+The SDK's command line (``Tap.cli``) is run as it is; this module only stands around it:
+
+- before the command runs, every config, state and catalog file on the command line is read and
+  checked (``inputs.py``), so a bad file is one line naming it, before any request;
+- whatever ends the run - a fatal Meta error, a bad file, a target that stopped reading - is one
+  ERROR line that names the cause and exit code 1, never a traceback; the run summary is logged
+  either way;
+- the SDK's generic lines about the same failure ("An unhandled error occurred while syncing",
+  "Config validation failed") move to DEBUG, and so does its warning that an unsorted stream's
+  progress is not resumable, which is untrue of this tap (``checkpoint.py`` saves resume points);
+- the Singer output counts what it wrote, so that when the target stops reading (``| head``, a
+  crashed target) the line says how many records and which last STATE reached it.
+
+Click turns a broken pipe into a silent exit 1 and Python prints a second error at exit when
+stdout cannot be flushed; both are avoided by raising our own exception from the writer and
+pointing stdout at /dev/null once the output is known to be closed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.singerlib import RecordMessage, StateMessage
+from typing_extensions import override
+
+from tap_meta_ads.errors import GraphAPIError
+from tap_meta_ads.inputs import InputFileError, check_files
+
+if TYPE_CHECKING:
+    from singer_sdk.singerlib.encoding.simple import Message
+
+    from tap_meta_ads.tap import TapMetaAds
+
+#: Log lines of the SDK that repeat a failure another line names, or are untrue of this tap: DEBUG.
+SDK_NOTICES = frozenset(
+    {
+        "An unhandled error occurred while syncing '%s'",
+        "Config validation failed",
+        "Stream is assumed to be unsorted, progress is not resumable if interrupted",
+    }
+)
+
+
+class SdkNoticeFilter(logging.Filter):
+    """Moves :data:`SDK_NOTICES` to DEBUG: shown only when the logger is at DEBUG, and labelled so.
+
+    Installed on the loggers the SDK writes them to (a logger filter runs before any handler,
+    whatever handlers ``SINGER_SDK_LOG_CONFIG`` sets up).
+    """
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG or not isinstance(record.msg, str) or record.msg not in SDK_NOTICES:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+SDK_NOTICE_FILTER = SdkNoticeFilter()
+
+
+def quiet_sdk_notices(*loggers: logging.Logger) -> None:
+    """Install the notice filter on these loggers (once each)."""
+    for logger in loggers:
+        if SDK_NOTICE_FILTER not in logger.filters:
+            logger.addFilter(SDK_NOTICE_FILTER)
+
+
+class TargetClosedError(Exception):
+    """The process reading the tap's output (the target) closed it."""
+
+    def __init__(self, records: int, last_state: str | None) -> None:
+        self.records, self.last_state = records, last_state
+        state = f"the last STATE written was {last_state}" if last_state else "no STATE was written"
+        super().__init__(
+            f"The target stopped reading the tap's output (broken pipe) after {records} records; {state}. "
+            "Find out why the target stopped; a rerun continues from the last STATE the target saved."
+        )
+
+
+class SingerOutput(MsgSpecWriter):
+    """The SDK's msgspec writer, counting what reached the output; a closed output raises :class:`TargetClosedError`.
+
+    The writer flushes each message, so a message counted here was handed to the pipe.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = 0
+        self.last_state: str | None = None
+
+    @override
+    def write_message(self, message: Message) -> None:
+        try:
+            super().write_message(message)
+        except BrokenPipeError:
+            raise TargetClosedError(self.records, self.last_state) from None
+        if type(message) is RecordMessage:
+            self.records += 1
+        elif type(message) is StateMessage:
+            self.last_state = json.dumps(message.value, default=str, separators=(",", ":"))
+
+
+def run(tap_class: type[TapMetaAds], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the tap's command line; exit 0, or 1 after one ERROR line that names the cause."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = tap_class.cli  # builds the command and sets up the SDK's logging
+    logger = tap_class.logger
+    quiet_sdk_notices(logger, logging.getLogger("singer_sdk"))
+    status = "failed"
+    files: dict[str, str] = {}
+    try:
+        files = check_files(args)
+        command.main(args=args, prog_name=tap_class.name)
+    except SystemExit as exc:
+        status = "succeeded" if not exc.code else "failed"
+        raise
+    except InputFileError as exc:
+        logger.error("%s", exc.describe(files.get(exc.kind)))  # noqa: TRY400 - one line, no traceback
+    except TargetClosedError as exc:
+        _discard_further_output()
+        logger.error("%s", exc)  # noqa: TRY400 - as above
+    except GraphAPIError as exc:
+        logger.error("%s", exc)  # noqa: TRY400 - as above
+    finally:
+        monitor = tap_class.last_monitor
+        if monitor is not None and monitor.partitions:
+            monitor.log_run(logger, status)
+    sys.exit(1)
+
+
+def _discard_further_output() -> None:
+    """Point stdout at /dev/null: what is still buffered for a closed pipe cannot fail again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
