@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES  # noqa: E402
+from tests.e2e.own_warnings import own_warnings  # noqa: E402
 from tests.e2e.servers import MELTANO, GcsEmulator, Sandbox, require, running  # noqa: E402
 
 ACCOUNTS = {"1001": 3000, "1002": 2500}
@@ -37,12 +38,20 @@ def main() -> int:
         }
         print("$ meltano " + " ".join(COMMAND), flush=True)
         started = time.monotonic()
-        proc = subprocess.run(  # noqa: S603
+        proc = subprocess.Popen(  # noqa: S603
             [str(require(MELTANO)), *COMMAND],
             cwd=ROOT,
             env={**os.environ, **env},
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        assert proc.stdout is not None
+        output = []
+        for line in proc.stdout:  # shown as it comes, and kept for the warning check below
+            print(line, end="", flush=True)
+            output.append(line)
+        proc.wait()
         print(f"meltano exited {proc.returncode} after {time.monotonic() - started:.1f}s")
         names = gcs.object_names()
         print(f"\nobjects in gs://{BUCKET}/:")
@@ -71,6 +80,11 @@ def main() -> int:
         if proc.returncode == 0 and per_stream["ads"] != expected:
             # A fresh system database each time: this is always a full backup, so the counts must agree.
             print(f"FAILED: meltano succeeded but {per_stream['ads']} of {expected} ads landed in the bucket")
+            return 1
+        warnings = own_warnings("".join(output))
+        if proc.returncode == 0 and warnings:
+            # A clean run: no warning from this project's code or packaging (tap, guard, their dependencies).
+            print("FAILED: the tap or the loader warned in a clean run:\n" + "\n".join(warnings))
             return 1
         return proc.returncode
 

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -52,7 +53,18 @@ DEFAULT_KEY_NAMING_CONVENTION = "{stream}/{date}/{stream}-{timestamp}-{run_id}.j
 """One object per stream per run; `{run_id}` makes names unique across runs."""
 
 VERIFY_TIMEOUT_SECONDS = 60.0
-"""How long verification may retry the bucket before the run is declared failed."""
+"""How long verification may retry the bucket before the run is declared failed (`verify_timeout_seconds`)."""
+
+GUARD_SETTINGS = {"verify_timeout_seconds"}
+"""Settings of the guard itself: not passed on to target-gcs."""
+
+CHILD_WARNING_FILTERS = (
+    "ignore:pkg_resources is deprecated as an API:UserWarning",
+    "ignore:Deprecated call to `pkg_resources.declare_namespace:DeprecationWarning",
+)
+"""Warnings target-gcs 1.2.3's dependencies print at import (`fs` 2.4 through singer-sdk 0.40) under Meltano,
+which runs plugins with PYTHONWARNINGS=once. The guard pins `setuptools<81`, so `pkg_resources` works; the
+warnings only say it will go one day, to someone who cannot act on it."""
 
 EXIT_CONFIG_ERROR = 2
 EXIT_NOT_VERIFIED = 3
@@ -123,7 +135,7 @@ def verify_objects(config: dict[str, Any], record_counts: Counter[str], dates: I
     from google.api_core.retry import Retry  # noqa: PLC0415
 
     client = _storage_client(config)
-    retry = Retry(timeout=VERIFY_TIMEOUT_SECONDS)
+    retry = Retry(timeout=float(config.get("verify_timeout_seconds", VERIFY_TIMEOUT_SECONDS)))
     bucket = client.bucket(config["bucket_name"])
     verified: list[str] = []
     for stream, expected in sorted(record_counts.items()):
@@ -142,6 +154,41 @@ def verify_objects(config: dict[str, Any], record_counts: Counter[str], dates: I
             raise GuardError(f"stream {stream!r}: {found} lines in {names}, but {expected} records were sent")
         verified.extend(f"gs://{config['bucket_name']}/{blob.name} ({expected} records)" for blob in blobs)
     return verified
+
+
+def describe_failure(exc: BaseException, seconds: float) -> str:
+    """One honest line about a failed verification.
+
+    google-api-core's `RetryError` says "Timeout of 60.0s exceeded" when it stops early because the next
+    wait would pass the limit (often after 20-40 s); say how long it really tried and what the last error was.
+    """
+    from google.api_core.exceptions import RetryError  # noqa: PLC0415 - with the storage client
+
+    if not isinstance(exc, RetryError) or exc.cause is None:
+        return f"{type(exc).__name__}: {exc}"
+    cause = exc.cause
+    request = getattr(cause, "request", None)
+    host = urllib.parse.urlsplit(request.url).netloc if getattr(request, "url", None) else None
+    reason = _innermost_os_error(cause)
+    if host and reason:
+        return f"the storage server at {host} could not be reached for {seconds:.0f} s of retries ({reason})"
+    return f"the storage server kept failing for {seconds:.0f} s of retries; last error {type(cause).__name__}: {cause}"
+
+
+def _innermost_os_error(exc: BaseException) -> str | None:
+    """The operating system's words for a network failure deep in an exception chain ("Connection refused")."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    found = None
+    while pending:
+        item = pending.pop(0)
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.strerror:
+            found = item.strerror
+        pending.extend([*item.args, getattr(item, "reason", None), item.__cause__, item.__context__])
+    return found
 
 
 def _message_type_and_stream(line: bytes) -> tuple[str | None, str | None]:
@@ -219,7 +266,8 @@ def _prepare_config(config_path: str, run_id: str) -> dict[str, Any]:
 def _child_command(argv: list[str]) -> list[str]:
     # `-c`, not `-m`: the SDK looks up package resources by the target class's module, which must not be
     # `__main__`.
-    return [sys.executable, "-c", "from target_gcs_guard.target import main; main()", *argv]
+    warning_options = [arg for f in CHILD_WARNING_FILTERS for arg in ("-W", f)]
+    return [sys.executable, *warning_options, "-c", "from target_gcs_guard.target import main; main()", *argv]
 
 
 def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
@@ -238,7 +286,9 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
     with tempfile.TemporaryDirectory(prefix="target-gcs-guard-") as tmp:
         child_config = Path(tmp) / "config.json"
         child_config.touch(mode=0o600)
-        child_config.write_text(json.dumps(config), encoding="utf-8")
+        child_config.write_text(
+            json.dumps({k: v for k, v in config.items() if k not in GUARD_SETTINGS}), encoding="utf-8"
+        )
         rest = argv[:]
         rest[argv.index("--config") + 1] = str(child_config)
         LOGGER.info("run_id %s: objects will be named like %s", run_id, config["key_naming_convention"])
@@ -254,12 +304,17 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _forward_signal)
 
-        collector = _StateCollector(io.BufferedReader(child.stdout))  # type: ignore[type-var] # raw pipe
-        collector.start()
-        counts: Counter[str] = Counter()
-        fed_all = _feed(iter(stdin.readline, b""), child.stdin, counts)
-        returncode = child.wait()
-        collector.join()
+        child_out = io.BufferedReader(child.stdout)  # type: ignore[type-var] # raw pipe
+        try:
+            collector = _StateCollector(child_out)
+            collector.start()
+            counts: Counter[str] = Counter()
+            fed_all = _feed(iter(stdin.readline, b""), child.stdin, counts)
+            returncode = child.wait()
+            collector.join()
+        finally:
+            child_out.close()
+            child.stdin.close()
 
     if returncode != 0 or not fed_all:
         LOGGER.error(
@@ -269,13 +324,13 @@ def run(argv: list[str], stdin: IO[bytes], stdout: IO[bytes]) -> int:
             collector.states_held,
         )
         return returncode or 1
+    verify_started = time.monotonic()
     try:
         verified = verify_objects(config, counts, {started_on, today(config)})
     except Exception as exc:  # noqa: BLE001 - any failure to verify means: do not report success
         LOGGER.error(  # noqa: TRY400 - one line: what failed and what it means
-            "verification failed (%s: %s): withholding %d STATE message(s); the bookmark does not move",
-            type(exc).__name__,
-            exc,
+            "verification failed (%s): withholding %d STATE message(s); the bookmark does not move",
+            describe_failure(exc, time.monotonic() - verify_started),
             collector.states_held,
         )
         return EXIT_NOT_VERIFIED
