@@ -87,6 +87,9 @@ HTTP_OK_MAX = 299
 #: connection fault is an outage of a server that exists, and gets the full ``max_retries``.
 FIRST_CONTACT_TRIES = 3
 FIRST_CONTACT_MAX_WAIT_SECONDS = 10.0
+#: The part of ``request_timeout_seconds`` allowed for opening the TCP connection: a host that drops
+#: connection attempts (a firewall, a wrong address) is found out in seconds, not after the whole timeout.
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 def account_id_of(value: str) -> str:
@@ -351,7 +354,8 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
         if self._request_counter is not None:
             self._request_counter.increment()
         started, sent_at = time.perf_counter(), time.monotonic()
-        response = self.requests_session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        timeouts = (min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout)
+        response = self.requests_session.send(prepared, timeout=timeouts, allow_redirects=False)
         self._log_duration(response, started, context)
         self._pace_wait = self._pacer.observe(Usage.from_headers(response.headers), sent_at=sent_at)
         self.validate_response(response)

@@ -218,6 +218,21 @@ def check_state_for_streams(state: Mapping[str, Any], streams: Mapping[str, Stre
     return unknown
 
 
+def check_catalog_for_streams(catalog_streams: Iterable[str], streams: Mapping[str, Stream]) -> list[str]:
+    """Check a catalog against the tap's streams; return the names it lists that the tap lacks.
+
+    A catalog without any stream of this tap (another tap's, or an empty list) would make a run
+    that extracts nothing and exits 0: that is an :class:`InputFileError`, not a quiet success.
+    """
+    listed = list(catalog_streams)
+    if not any(name in streams for name in listed):
+        theirs = ", ".join(listed) or "none"
+        raise InputFileError(
+            "catalog", None, f"has no stream of this tap ({', '.join(streams)}); it lists: {theirs}. Run --discover"
+        )
+    return sorted(name for name in listed if name not in streams)
+
+
 def _partitions_problem(stream: Stream, stream_state: Mapping[str, Any]) -> str | None:
     """A partition the stream would not recognise, or values in it the stream cannot read."""
     problem = _bookmark_time_problem(stream, stream_state)

@@ -170,7 +170,16 @@ class TapMetaAds(Tap):
 
     @override
     def load_state(self, state: dict[str, Any]) -> None:
-        """Check the state against this tap's streams first: bookmarks it cannot use are one clear line."""
+        """Check the catalog and the state against this tap's streams first: what it cannot use is one clear line.
+
+        (The SDK reads the catalog just before the state, in ``__init__``; this is its validation hook.)
+        """
+        if self.input_catalog is not None:
+            unknown = inputs.check_catalog_for_streams(self.input_catalog, self.streams)
+            if unknown:
+                self.logger.warning(
+                    "The catalog lists streams this tap does not have (%s): ignored", ", ".join(unknown)
+                )
         if state.get("bookmarks"):
             unknown = inputs.check_state_for_streams(state, self.streams)
             if unknown:

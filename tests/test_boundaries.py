@@ -88,6 +88,12 @@ BAD_FILES = {
     "catalog-not-json": ("catalog", "{streams: []}", "line 1 column 2"),
     "catalog-no-streams": ("catalog", {"type": "catalog"}, '"streams" is null'),
     "catalog-entry-without-id": ("catalog", {"streams": [{"schema": {}}]}, 'streams[0]: "tap_stream_id"'),
+    "catalog-of-another-tap": (
+        "catalog",
+        {"streams": [{"tap_stream_id": "campaigns_of_another_tap", "schema": {}, "metadata": []}]},
+        "has no stream of this tap (ads); it lists: campaigns_of_another_tap",
+    ),
+    "catalog-no-stream-listed": ("catalog", {"streams": []}, "has no stream of this tap (ads); it lists: none"),
     "catalog-bad-metadata": (
         "catalog",
         {"streams": [{"tap_stream_id": "ads", "schema": {}, "metadata": [{"breadcrumb": "properties"}]}]},
@@ -134,6 +140,18 @@ def test_bookmarks_of_streams_the_tap_lacks_are_one_warning_and_the_run_goes_on(
     assert error_lines(run.stderr) == []
 
 
+def test_catalog_streams_the_tap_lacks_are_one_warning_and_the_run_goes_on(make_sandbox):
+    sandbox = make_sandbox(accounts=ACCOUNTS)
+    config = base_config(sandbox.url, ACCOUNT_IDS)
+    catalog = json.loads(run_tap(config, extra_args=["--discover"]).stdout)
+    catalog["streams"].append({"tap_stream_id": "campaigns_of_another_tap", "schema": {}, "metadata": []})
+    run = run_tap(config, catalog=catalog)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (warning,) = [line for line in run.stderr.splitlines() if "| WARNING" in line]
+    assert "campaigns_of_another_tap" in warning
+    assert sorted(run.ids()) == all_ids(sandbox)
+
+
 def test_a_good_state_passes_the_checks_and_resumes(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     first = run_tap(base_config(sandbox.url, ACCOUNT_IDS))
@@ -147,32 +165,38 @@ def test_a_good_state_passes_the_checks_and_resumes(make_sandbox):
 # -- the target stops reading ------------------------------------------------------------------
 
 
-def test_a_target_that_stops_reading_is_one_line_with_what_it_received(make_sandbox, tmp_path):
+@pytest.mark.parametrize("lines", [5, 120])
+def test_a_target_that_stops_reading_is_one_line_with_what_it_received(make_sandbox, tmp_path, lines):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     config = tmp_path / "config.json"
     config.write_text(json.dumps(base_config(sandbox.url, ACCOUNT_IDS, page_size=50, checkpoint_every_pages=1)))
-    # ``tap-meta-ads --config c.json | head -N``: the reader goes away after N lines
+    # ``tap-meta-ads --config c.json | head -N``, with the real head
     tap = subprocess.Popen([*TAP, "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.Popen(["head", f"-{lines}"], stdin=tap.stdout, stdout=subprocess.PIPE)
     assert tap.stdout is not None
-    head = [tap.stdout.readline() for _ in range(120)]
-    tap.stdout.close()
+    tap.stdout.close()  # only head reads it now
+    shown, _ = head.communicate(timeout=60)
     _, stderr = tap.communicate(timeout=60)
     text = stderr.decode()
     assert tap.returncode == 1
     (error,) = error_lines(text)
-    assert "stopped reading" in error
+    assert "stopped reading the tap's output (broken pipe)" in error
     assert "Traceback" not in text
     assert "Exception ignored" not in text
     received = TapRun(0, "", "")
-    parse_messages(b"".join(head).decode(), received)
+    parse_messages(shown.decode(), received)
+    assert len(received.records) + len(received.schemas) + len(received.states) == lines
     # what the line reports is at least what the reader saw, and the STATE it names is the last one sent
     written = int(error.split(" after ")[1].split(" records")[0])
     assert written >= len(received.records) > 0
-    last_state = json.loads(error.split("the last STATE written was ")[1].split(". Find")[0])
-    assert (
-        last_state["bookmarks"]["ads"]["partitions"][0]["resume"]["pages"]
-        >= received.last_state["bookmarks"]["ads"]["partitions"][0]["resume"]["pages"]
-    )
+    if received.last_state is not None:  # head -120 saw a STATE: the one reported is that one or a later one
+        last_state = json.loads(error.split("the last STATE written was ")[1].split(". Find")[0])
+        assert (
+            last_state["bookmarks"]["ads"]["partitions"][0]["resume"]["pages"]
+            >= received.last_state["bookmarks"]["ads"]["partitions"][0]["resume"]["pages"]
+        )
+    else:
+        assert lines == 5
 
 
 # -- first contact -----------------------------------------------------------------------------
@@ -196,6 +220,38 @@ def test_unreachable_api_url_fails_within_a_minute_naming_the_host(refusing_port
     retries = [line for line in run.stderr.splitlines() if "Retrying ads account" in line]
     assert len(retries) == 2
     assert all("of 3," in line for line in retries)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A local port where connecting hangs: it listens, but its accept queue is full and never drained."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            yield port
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_a_host_that_never_answers_the_connect_is_given_up_in_seconds(silent_port):
+    # request_timeout_seconds stays 120: only the connect part is short, and one try is allowed
+    config = base_config(f"http://127.0.0.1:{silent_port}", ["1001"], max_retries=0, request_timeout_seconds=120)
+    started = time.monotonic()
+    run = run_tap(config)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 1
+    (error,) = error_lines(run.stderr)
+    assert f"Cannot connect to http://127.0.0.1:{silent_port} (connect timed out; 1 attempts)" in error
+    assert elapsed < 30
 
 
 def test_connect_failure_tells_no_connection_from_a_fault_of_a_server_that_exists(make_sandbox, refusing_port):
