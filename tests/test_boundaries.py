@@ -128,6 +128,19 @@ def test_a_bad_file_is_one_line_naming_it_before_any_request(make_sandbox, tmp_p
     assert sandbox.stats()["requests"] == 0
 
 
+def test_settings_that_fail_validation_are_one_line_each_naming_the_setting(make_sandbox, tmp_path):
+    sandbox = make_sandbox(accounts=ACCOUNTS)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"api_url": sandbox.url, "account_ids": "act_1", "page_size": 0}))
+    run = run_cli(["--config", str(config)])
+    assert run.returncode == 1
+    errors = error_lines(run.stderr)
+    assert [e.split("| ")[-1].split(":")[0] for e in errors] == ["access_token", "account_ids"]
+    assert "Config validation failed" not in run.stderr
+    assert "Traceback" not in run.stderr
+    assert sandbox.stats()["requests"] == 0
+
+
 def test_bookmarks_of_streams_the_tap_lacks_are_one_warning_and_the_run_goes_on(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     other = {"currently_syncing": None, "bookmarks": {"campaigns_of_another_tap": {"replication_key_value": 7}}}
