@@ -294,7 +294,7 @@ def test_connection_faults_after_progress_keep_every_retry(make_sandbox):
     # After the first page the sandbox resets every request and stops listening: the API was reached
     # once, so this is an outage, not a wrong api_url, and every one of max_retries is used.
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["reset@after:1"]))
-    config = base_config(sandbox.url, ACCOUNT_IDS, page_size=50, max_retries=5, backoff_base_seconds=0.1)
+    config = base_config(sandbox.url, ACCOUNT_IDS, page_size=50, max_retries=5, backoff_base_seconds=0.2)
 
     def stop_listening(message, _run):
         if message["type"] == "RECORD":
