@@ -1,34 +1,32 @@
 """The sharded backup on Dagster, offline: 12 sandbox ad accounts in 4 shards, the GCS emulator as both the
 bucket and Meltano's state backend, Dagster's multiprocess executor (a process per shard step).
 
-The job runs through `python -m meta_ads_backup` in Dagster's own venv (.ci/.tools/dagster) with a
-temporary DAGSTER_HOME; its JSON report is read back from Dagster's event log (each step's status,
-attempts, start/end times and metadata). What landed is read from the bucket, the state from the state
-backend's objects: neither comes from the orchestrator's own word.
+The job runs through `python -m meta_ads_backup` in Dagster's own venv with a temporary DAGSTER_HOME (see
+harness.py); its report comes from Dagster's event log (each step's status, attempts, start/end times and
+metadata). What landed is read from the bucket, the state from the state backend's objects.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-from meta_ads_backup.shards import Shard, plan_shards
+import yaml
 
-from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.e2e.servers import MELTANO, TOOLS, GcsEmulator, Meltano, Sandbox, require
-from tests.orchestrate.conftest import ORCHESTRATE
+from tests.e2e.servers import ROOT, Meltano
+from tests.orchestrate.harness import (
+    DAGSTER_PYTHON,
+    ORCHESTRATE,
+    STATE_ID,
+    Backup,
+    backup_servers,
+    most_at_once,
+    step_key,
+)
 
-DAGSTER_PYTHON = TOOLS / "dagster" / "bin" / "python"
-BUCKET = "meta-ads-backup"
-STATE_PREFIX = "meltano-state"
-STATE_ID = "sandbox:tap-meta-ads-to-target-gcs:{shard}"
 #: Twelve small accounts (one page each at page_size 100) whose hash fills all 4 shards (2, 3, 4 and 3).
 ACCOUNTS = {str(4001 + i): 20 + 5 * i for i in range(12)}
 SHARDS = 4
@@ -37,113 +35,24 @@ MAX_CONCURRENT = 2
 FAILING = "4007"
 
 
-@dataclass
-class Backup:
-    """The servers, the environment every process shares, and ways to run and inspect the backup."""
-
-    workdir: Path
-    sandbox: Sandbox
-    gcs: GcsEmulator
-    env: dict[str, str]
-
-    @property
-    def shards(self) -> list[Shard]:
-        return plan_shards(list(ACCOUNTS), SHARDS)
-
-    def dagster(self, *args: str) -> dict[str, Any]:
-        """Run `python -m meta_ads_backup ARGS` and return its report (from Dagster's event log)."""
-        report = self.workdir / "report.json"
-        report.unlink(missing_ok=True)
-        proc = subprocess.run(
-            [str(require(DAGSTER_PYTHON)), "-m", "meta_ads_backup", *args, "--report", str(report)],
-            cwd=ORCHESTRATE,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        assert report.exists(), f"no report; exit {proc.returncode}:\n{proc.stderr[-6000:]}"
-        doc: dict[str, Any] = json.loads(report.read_text())
-        assert proc.returncode == (0 if doc["status"] == "SUCCESS" else 1)
-        return doc
-
-    def landed(self) -> dict[str, list[dict[str, Any]]]:
-        """Every object under meta-ads/ads/ with its records."""
-        return {name: self.gcs.records(name) for name in self.gcs.object_names("meta-ads/ads/")}
-
-    def states(self) -> dict[str, bytes]:
-        """The state backend's objects by state id, as stored."""
-        found = {}
-        for name in self.gcs.object_names(f"{STATE_PREFIX}/"):
-            state_id, _, file = name.removeprefix(f"{STATE_PREFIX}/").rpartition("/")
-            if file == "state.json":
-                found[state_id] = self.gcs.read(name)
-        return found
-
-    def bookmarks(self, shard: Shard) -> dict[str, str]:
-        """The `updated_time` bookmark of each account in the shard's stored state."""
-        raw = self.states().get(STATE_ID.format(shard=shard.name))
-        if raw is None:
-            return {}
-        doc = json.loads(raw)  # Meltano's state file: {"completed": {"singer_state": ...}, "partial": {}}
-        assert doc["partial"] == {}, doc
-        partitions = doc["completed"]["singer_state"]["bookmarks"]["ads"]["partitions"]
-        # An account that failed before its first bookmark has a partition with a resume point only.
-        return {
-            p["context"]["account_id"]: p["replication_key_value"] for p in partitions if "replication_key_value" in p
-        }
-
-    def truth(self, accounts: list[str] | tuple[str, ...]) -> set[str]:
-        return {ad["id"] for acct in accounts for ad in self.sandbox.truth(acct, DEFAULT_EFFECTIVE_STATUSES)}
-
-
 @pytest.fixture
 def backup(tmp_path: Path) -> Iterator[Backup]:
-    sandbox = Sandbox(ACCOUNTS, log_dir=tmp_path)
-    gcs = GcsEmulator(BUCKET, log_dir=tmp_path)
-    home = tmp_path / "dagster-home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "MELTANO_ENVIRONMENT": "sandbox",
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "MELTANO_STATE_BACKEND_URI": f"gs://{BUCKET}/{STATE_PREFIX}",
-        "STORAGE_EMULATOR_HOST": gcs.url,
-        "SANDBOX_PORT": str(sandbox.port),
-        "GCS_EMULATOR_PORT": str(gcs.port),
-        "GCS_BUCKET": BUCKET,
-        "META_ADS_MELTANO_BIN": str(require(MELTANO)),
-        "TAP_META_ADS_ACCOUNT_IDS": json.dumps(list(ACCOUNTS)),
-        "META_ADS_SHARDS": str(SHARDS),
-        "META_ADS_MAX_CONCURRENT_SHARDS": str(MAX_CONCURRENT),
-        "META_ADS_SHARD_RETRIES": "1",
-        "META_ADS_SHARD_RETRY_DELAY_SECONDS": "0",
-    }
-    yield Backup(tmp_path, sandbox, gcs, env)
-    sandbox.stop()
-    gcs.stop()
+    with backup_servers(tmp_path, ACCOUNTS, shards=SHARDS, max_concurrent=MAX_CONCURRENT, retries=1) as servers:
+        yield servers
 
 
-def step(shard: Shard) -> str:
-    return f"backup_shard[{shard.name.replace('-', '_')}]"
-
-
-def most_at_once(report: dict[str, Any]) -> int:
-    """The largest number of shard steps that were running at the same moment."""
-    edges = []
-    for key, data in report["steps"].items():
-        if key.startswith("backup_shard["):
-            for start, end in data["intervals"]:
-                edges += [(start, 1), (end, -1)]
-    running = peak = 0
-    for _, delta in sorted(edges, key=lambda e: (e[0], e[1])):
-        running += delta
-        peak = max(peak, running)
-    return peak
+def test_the_daily_schedule_is_meltanos_schedule_run_by_dagster() -> None:
+    code = (
+        "from meta_ads_backup.definitions import daily_backup; "
+        "print(daily_backup.cron_schedule, daily_backup.execution_timezone, daily_backup.job_name, "
+        "daily_backup.default_status.value)"
+    )
+    out = subprocess.run(
+        [str(DAGSTER_PYTHON), "-c", code], cwd=ORCHESTRATE, capture_output=True, text=True, check=True
+    ).stdout.split()
+    meltano_yml = yaml.safe_load((ROOT / "meltano.yml").read_text())
+    (daily,) = [s for s in meltano_yml["schedules"] if s["name"] == "daily-backup"]
+    assert out == [*daily["interval"].split(), "UTC", "meta_ads_backup", "RUNNING"]
 
 
 def test_every_account_lands_once_each_shard_keeps_its_state_and_runs_again_incrementally(backup: Backup) -> None:
@@ -153,7 +62,7 @@ def test_every_account_lands_once_each_shard_keeps_its_state_and_runs_again_incr
     first = backup.dagster("run")
     assert first["status"] == "SUCCESS"
     for shard in shards:
-        data = first["steps"][step(shard)]
+        data = first["steps"][step_key(shard)]
         assert (data["status"], data["attempts"]) == ("succeeded", 1)
         meta = data["metadata"]
         assert meta["state_id"] == STATE_ID.format(shard=shard.name)
@@ -188,7 +97,7 @@ def test_every_account_lands_once_each_shard_keeps_its_state_and_runs_again_incr
     new_records = [r["id"] for name, recs in backup.landed().items() if name not in objects_before for r in recs]
     assert Counter(new_records) == Counter(ad for ids in changed.values() for ad in ids)
     for shard in shards:
-        meta = second["steps"][step(shard)]["metadata"]
+        meta = second["steps"][step_key(shard)]["metadata"]
         assert meta["records"] == len(changed.get(shard.name, ())), shard.name
         after = backup.bookmarks(shard)
         moved = {acct for acct in shard.account_ids if after[acct] != before[shard.name][acct]}
@@ -203,13 +112,14 @@ def test_a_failing_account_fails_only_its_shard_which_is_retried_and_then_rerun_
 
     failed = backup.dagster("run")
     assert failed["status"] == "FAILURE"
-    bad_step = failed["steps"][step(bad)]
+    bad_step = failed["steps"][step_key(bad)]
     assert (bad_step["status"], bad_step["attempts"]) == ("failed", 2)  # retried once, alone
     assert bad_step["metadata"]["tap_status"] == "failed"
     assert "meltano run exited 1" in bad_step["errors"][-1]
     assert "Permission missing" in bad_step["metadata"]["log_tail"]
     for shard in good:
-        assert (failed["steps"][step(shard)]["status"], failed["steps"][step(shard)]["attempts"]) == ("succeeded", 1)
+        data = failed["steps"][step_key(shard)]
+        assert (data["status"], data["attempts"]) == ("succeeded", 1)
     assert failed["steps"].get("summarize", {}).get("status") in (None, "skipped")
     states = backup.states()
     for shard in good:
@@ -220,7 +130,7 @@ def test_a_failing_account_fails_only_its_shard_which_is_retried_and_then_rerun_
     rerun = backup.dagster("rerun-failed", failed["run_id"])
     assert rerun["status"] == "SUCCESS"
     assert rerun["parent_run_id"] == failed["run_id"]
-    assert set(rerun["steps"]) == {step(bad), "summarize"}  # that shard alone, then the summary
+    assert set(rerun["steps"]) == {step_key(bad), "summarize"}  # that shard alone, then the summary
     assert set(backup.bookmarks(bad)) == set(bad.account_ids)
     after = backup.states()
     for shard in good:
