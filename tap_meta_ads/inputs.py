@@ -116,6 +116,9 @@ def check_state(value: object, kind: str, path: str) -> None:
     """Singer's state: ``{"bookmarks": {stream: {..., "partitions": [{"context": {...}, ...}]}}}``."""
     if not isinstance(value, dict):
         raise InputFileError(kind, path, f"holds {_kind_of(value)}; expected {EXPECTED[kind]}")
+    if "singer_state" in value and "bookmarks" not in value:
+        # what `meltano state get` prints: read as is, the tap would find no bookmark and start over
+        raise InputFileError(kind, path, 'holds Meltano\'s {"singer_state": ...} wrapper; pass the value inside it')
     bookmarks = value.get("bookmarks", {})
     if not isinstance(bookmarks, dict):
         raise InputFileError(kind, path, f'"bookmarks" is {_kind_of(bookmarks)}; expected an object of streams')

@@ -65,6 +65,7 @@ BAD_FILES = {
     "state-not-json": ("state", NOT_JSON, "line 2 column 11"),
     "state-another-taps": ("state", {"bookmarks": {"x": 1}}, "stream 'x': its bookmark is a number (1)"),
     "state-array": ("state", [], "holds an array"),
+    "state-meltano-wrapper": ("state", {"singer_state": {"bookmarks": {}}}, "singer_state"),
     "state-bookmarks-array": ("state", {"bookmarks": []}, '"bookmarks" is an array'),
     "state-partitions-object": ("state", {"bookmarks": {"ads": {"partitions": {}}}}, "stream 'ads': \"partitions\""),
     "state-context-missing": ("state", {"bookmarks": {"ads": {"partitions": [{}]}}}, "stream 'ads': partition 0"),
