@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
-from meta_ads_backup.meltano_run import parse_line, run_summary
+from meta_ads_backup.meltano_run import MeltanoProject, parse_line, run_summary
 from meta_ads_backup.settings import Settings
-from meta_ads_backup.shards import plan_shards, shard_of
+from meta_ads_backup.shards import Shard, plan_shards, shard_of
 
 from tests.orchestrate.conftest import ORCHESTRATE
 
@@ -143,3 +144,30 @@ def test_the_tap_summary_is_read_from_meltano_json_logs() -> None:
     assert run_summary(partition) is None
     assert run_summary("RUN_SUMMARY {broken") is None
     assert parse_line("plain text\n") == ("plain text", {})
+
+
+def test_each_shard_gets_its_own_meltano_run_directory_and_shares_the_rest(tmp_path: Path) -> None:
+    """Meltano 4.4.1 writes every run's catalog to .meltano/run/<tap>/: concurrent shards each need their own."""
+    sys_dir = tmp_path / ".meltano"
+    (sys_dir / "extractors" / "tap-meta-ads" / "venv").mkdir(parents=True)
+    (sys_dir / "run" / "tap-meta-ads").mkdir(parents=True)
+    (sys_dir / "meltano.db").write_bytes(b"db")
+    project = MeltanoProject(tmp_path, env={"PATH": "/usr/bin"})
+    env = project.shard_env(Shard(2, ("act_3001", "3002")))
+    own = Path(env["MELTANO_SYS_DIR_ROOT"])
+    assert own == sys_dir / "shards" / "shard-2"
+    assert json.loads(env["TAP_META_ADS_ACCOUNT_IDS"]) == ["act_3001", "3002"]
+    assert env["MELTANO_DATABASE_URI"] == f"sqlite:///{sys_dir / 'meltano.db'}"  # the project's, not the shard's
+    assert (own / "extractors").resolve() == (sys_dir / "extractors").resolve()
+    assert (own / "meltano.db").read_bytes() == b"db"
+    assert (own / "run").is_dir()
+    assert not (own / "run").is_symlink()
+    assert list((own / "run").iterdir()) == []
+    # Again (a retry), and after `meltano install` added a plugin type: links are added, nothing breaks.
+    (sys_dir / "loaders").mkdir()
+    assert project.shard_env(Shard(2, ("3001",)))["MELTANO_SYS_DIR_ROOT"] == str(own)
+    assert (own / "loaders").is_symlink()
+    assert not (own / "shards").exists()
+    # A database the user chose is kept.
+    chosen = MeltanoProject(tmp_path, env={"MELTANO_DATABASE_URI": "postgresql://db/meltano"})
+    assert chosen.shard_env(Shard(0, ("3001",)))["MELTANO_DATABASE_URI"] == "postgresql://db/meltano"
