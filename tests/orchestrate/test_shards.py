@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -171,3 +172,23 @@ def test_each_shard_gets_its_own_meltano_run_directory_and_shares_the_rest(tmp_p
     # A database the user chose is kept.
     chosen = MeltanoProject(tmp_path, env={"MELTANO_DATABASE_URI": "postgresql://db/meltano"})
     assert chosen.shard_env(Shard(0, ("3001",)))["MELTANO_DATABASE_URI"] == "postgresql://db/meltano"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_orchestration_never_imports_the_tap_and_its_plain_modules_need_no_dagster() -> None:
+    package = ORCHESTRATE / "meta_ads_backup"
+    files = sorted(package.glob("*.py"))
+    assert len(files) >= 5
+    for path in files:
+        assert not _imports(path) & {"tap_meta_ads", "tests"}, path.name
+    for name in ("shards.py", "meltano_run.py", "settings.py"):
+        assert _imports(package / name) <= set(sys.stdlib_module_names) | {"__future__"}, name
