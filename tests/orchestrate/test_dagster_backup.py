@@ -71,6 +71,8 @@ def test_every_account_lands_once_each_shard_keeps_its_state_and_runs_again_incr
         assert meta["records"] == len(backup.truth(shard.account_ids))
         assert meta["requests"] == len(shard.account_ids)
         assert (meta["retries"], meta["tap_status"]) == (0, "succeeded")
+        # ... and the same summary materialized as the shard's asset, whose history Dagster keeps.
+        assert data["materializations"] == {f"meta_ads_backup/{shard.name}": meta}
     assert first["steps"]["summarize"]["metadata"]["records"] == len(backup.truth(list(ACCOUNTS)))
     assert 1 < most_at_once(first) <= MAX_CONCURRENT
 
@@ -115,6 +117,7 @@ def test_a_failing_account_fails_only_its_shard_which_is_retried_and_then_rerun_
     bad_step = failed["steps"][step_key(bad)]
     assert (bad_step["status"], bad_step["attempts"]) == ("failed", 2)  # retried once, alone
     assert bad_step["metadata"]["tap_status"] == "failed"
+    assert bad_step["materializations"] == {}  # not backed up: no materialization
     assert "meltano run exited 1" in bad_step["errors"][-1]
     assert "Permission missing" in bad_step["metadata"]["log_tail"]
     for shard in good:

@@ -43,9 +43,10 @@ def _plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_report(instance: DagsterInstance, run_id: str) -> dict[str, Any]:
-    """What Dagster recorded of a run: its status and each step's status, attempts, metadata, errors.
+    """What Dagster recorded of a run: its status and each step's status, attempts, metadata and errors.
 
-    Each step also lists the (start, end) times of its attempts, in epoch seconds.
+    Each step also lists the (start, end) times of its attempts, in epoch seconds, and the metadata of the
+    assets it materialized, by asset key.
     """
     run = instance.get_run_by_id(run_id)
     assert run is not None, f"no run {run_id} in this Dagster instance"
@@ -55,10 +56,14 @@ def run_report(instance: DagsterInstance, run_id: str) -> dict[str, Any]:
         if event is None or event.step_key is None:
             continue
         step = steps.setdefault(
-            event.step_key, {"status": None, "attempts": 0, "metadata": {}, "errors": [], "intervals": []}
+            event.step_key,
+            {"status": None, "attempts": 0, "metadata": {}, "errors": [], "intervals": [], "materializations": {}},
         )
         if event.event_type_value == "STEP_OUTPUT":
             step["metadata"] = _plain(event.step_output_data.metadata)
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            materialization = event.step_materialization_data.materialization
+            step["materializations"][materialization.asset_key.to_user_string()] = _plain(materialization.metadata)
         if event.event_type_value not in _STEP_STATUS:
             continue
         step["status"] = _STEP_STATUS[event.event_type_value]

@@ -11,7 +11,8 @@ multiprocess executor runs each step in its own process, at most `META_ADS_MAX_C
 once; a failed step is retried alone under the step's retry policy, and "re-execute from failure"
 (the UI, or `python -m meta_ads_backup rerun-failed RUN_ID`) runs only the shards that failed. Each
 shard's step output carries the tap's run summary as metadata (records, requests, retries, waits, state
-id), visible per step in Dagster's UI; a failed step carries the same in its failure.
+id), visible per step in Dagster's UI, and as a materialization of the asset `meta_ads_backup/shard-<i>`,
+whose numbers Dagster keeps and plots night after night; a failed step carries the same in its failure.
 
 Why the steps call `meltano` instead of using dagster-meltano: see the README ("Scale out with Dagster").
 Dagster never imports the tap. No `from __future__ import annotations` here: Dagster reads the ops'
@@ -23,6 +24,7 @@ from typing import Any
 
 import yaml
 from dagster import (
+    AssetMaterialization,
     Backoff,
     DefaultScheduleStatus,
     Definitions,
@@ -124,6 +126,15 @@ def backup_shard(context: OpExecutionContext, shard: dict[str, Any]) -> Output[d
     context.log.info(
         f"{plan.name} done in {run.duration_seconds:.1f}s: {counters['records']} records, "
         f"{counters['requests']} requests, {counters['retries']} retries, state {run.state_id}"
+    )
+    # The same summary as a materialization of the shard's backup: Dagster keeps its history per asset
+    # and plots the numbers night after night (records, requests, retries, waits per shard).
+    context.log_event(
+        AssetMaterialization(
+            asset_key=["meta_ads_backup", plan.name],
+            description=f"{plan.name} backed up to GCS",
+            metadata=metadata,
+        )
     )
     return Output(run.as_dict(), metadata=metadata)
 
