@@ -11,10 +11,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from meta_ads_backup.meltano_run import MeltanoProject, parse_line, run_summary
+from meta_ads_backup.meltano_run import MeltanoError, MeltanoProject, parse_line, run_summary
 from meta_ads_backup.settings import Settings
 from meta_ads_backup.shards import Shard, plan_shards, shard_of
 
+from tests.e2e.servers import MELTANO, ROOT, require
 from tests.orchestrate.conftest import ORCHESTRATE
 
 TWELVE = [str(3001 + i) for i in range(12)]
@@ -192,3 +193,34 @@ def test_the_orchestration_never_imports_the_tap_and_its_plain_modules_need_no_d
         assert not _imports(path) & {"tap_meta_ads", "tests"}, path.name
     for name in ("shards.py", "meltano_run.py", "settings.py"):
         assert _imports(package / name) <= set(sys.stdlib_module_names) | {"__future__"}, name
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["act_1", "2"]', ["act_1", "2"]),
+        ("[]", "has no account_ids: set TAP_META_ADS_ACCOUNT_IDS"),
+        ("act_1 act_2", "exited 1: Failed to parse JSON array from string: 'act_1 act_2'$"),
+    ],
+)
+def test_the_account_list_is_the_taps_setting_read_through_meltano(
+    value: str, expected: list[str] | str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "MELTANO_ENVIRONMENT": "sandbox",
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "TAP_META_ADS_ACCOUNT_IDS": value,
+        # meltano.yml's sandbox environment refers to these; `config print` resolves them but calls nothing.
+        "SANDBOX_PORT": "1",
+        "GCS_EMULATOR_PORT": "2",
+        "GCS_BUCKET": "b",
+    }
+    project = MeltanoProject(ROOT, str(require(MELTANO)), env=env)
+    if isinstance(expected, list):
+        assert project.account_ids() == expected
+    else:
+        with pytest.raises(MeltanoError, match=expected) as info:
+            project.account_ids()
+        assert "\n" not in str(info.value)

@@ -159,14 +159,19 @@ class MeltanoProject:
             check=False,
         )
         if proc.returncode != 0:
-            tail = " | ".join(parse_line(line)[0] for line in proc.stderr.splitlines()[-3:])
-            raise MeltanoError(f"meltano config print {EXTRACTOR} exited {proc.returncode}: {tail}")
+            lines = [parse_line(line) for line in proc.stderr.splitlines() if line.strip()]
+            errors = [str(doc["event"]) for _, doc in lines if doc.get("level") == "error"]
+            reason = "; ".join(errors) or (lines[-1][0] if lines else "no output")
+            raise MeltanoError(f"meltano config print {EXTRACTOR} exited {proc.returncode}: {reason}")
         try:
             accounts = json.loads(proc.stdout).get("account_ids")
         except (ValueError, AttributeError):
             raise MeltanoError(f"meltano config print {EXTRACTOR} did not print a JSON object") from None
         if isinstance(accounts, str):  # a JSON list given as text in .env
-            accounts = json.loads(accounts)
+            try:
+                accounts = json.loads(accounts)
+            except ValueError:
+                raise MeltanoError(f"{EXTRACTOR} account_ids is not a JSON list: {accounts[:80]!r}") from None
         if not isinstance(accounts, list) or not accounts:
             raise MeltanoError(f"{EXTRACTOR} has no account_ids: set TAP_META_ADS_ACCOUNT_IDS or meltano.yml")
         return [str(a) for a in accounts]
