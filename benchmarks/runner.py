@@ -508,7 +508,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small data, one round (a smoke run)")
     parser.add_argument("--only", default=",".join(MEASUREMENTS), help="comma-separated: " + ", ".join(MEASUREMENTS))
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, help=f"where to write the table (default: {RESULTS.name} for full runs)")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(chosen) - set(MEASUREMENTS)
@@ -526,8 +526,11 @@ def main() -> None:
     if chosen != list(MEASUREMENTS):
         command += f" --only {args.only}"
     text = report.markdown(command, time.perf_counter() - started)
-    args.output.write_text(text)
-    print(f"\n{text}\n[bench] written to {args.output}")
+    print(f"\n{text}")
+    output = args.output or (RESULTS if chosen == list(MEASUREMENTS) and not args.quick else None)
+    if output:
+        output.write_text(text)
+        print(f"[bench] written to {output}")
 
 
 if __name__ == "__main__":

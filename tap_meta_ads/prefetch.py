@@ -1,0 +1,172 @@
+"""Reading ahead: the next pages, and the next ad accounts, fetched while the current page is written.
+
+Two limits bound an extraction: the API (its latency, and each ad account's own rate budget) and the tap's
+CPU. Read strictly in turn, a page is fetched, then written, then the next is fetched: network time and CPU
+time add up, and accounts wait for each other although each has its own budget. Here they overlap, and
+this module is the one home of that concurrency.
+
+What does not change: the SDK syncs a stream's partitions one after another on the main thread, and only
+the main thread writes RECORD and STATE messages. Each STATE (and the resume point in it) still covers
+exactly the pages the main thread has written, never a page that was merely fetched; a kill -9 loses the
+pages waiting in the queues, which the next run fetches again from the saved cursor.
+
+What does: each partition gets a fetcher thread that reads its pages in order into a bounded queue, at most
+``depth`` pages ahead of the writer (``depth`` never exceeds ``checkpoint_every_pages``, so a killed run
+fetches again at most that many pages of an account it had not started writing), and up to ``width``
+partitions are read at once: the one being written and the next ones in order. Pacing, retries and the
+error table stay per partition: each fetcher owns its partition's pacer and page size.
+
+Other partitions start only once the first one has shown the run works (its fetcher has read ``depth``
+pages, or all of them): a wrong token, version or field list then fails on one account with one error
+line, as in a sequential run, instead of on ``width`` accounts at once, each burning its budget.
+
+A fetcher that fails (a fatal error, retries exhausted) queues the exception after the pages it read; the
+writer raises it when it gets there, after writing those pages, exactly as a sequential run would. When the
+writer stops for any reason, :meth:`ReadAhead.close` tells every fetcher to stop.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+#: How often a fetcher blocked on a full queue checks whether it should stop (seconds).
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A fetcher's exception, delivered to the writer in the place it happened."""
+
+    error: BaseException
+
+
+_END = object()
+
+
+class _Feed(Generic[T]):
+    """One partition's items on their way from its fetcher thread to the writer.
+
+    The fetcher takes a slot before it produces an item (before the request is sent) and the writer
+    gives it back when it takes the item, so at most ``depth`` items are fetched and not yet taken.
+    """
+
+    def __init__(self, items: Iterator[T], depth: int, stop: threading.Event, on_proven: Callable[[], None]) -> None:
+        self._items = items
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._room = threading.Semaphore(depth)
+        self._depth = depth
+        self._stop = stop
+        self._on_proven = on_proven
+        self._thread = threading.Thread(target=self._run, name="tap-meta-ads-fetcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        produced = 0
+        try:
+            while self._wait_for_room():
+                item = next(self._items, _END)
+                self._queue.put(item)
+                if item is _END:
+                    self._on_proven()
+                    return
+                produced += 1
+                if produced == self._depth:
+                    self._on_proven()
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it in order
+            self._queue.put(_Failed(exc))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def _wait_for_room(self) -> bool:
+        """Take a slot, waiting for the writer; ``False`` when the run is stopping."""
+        while not self._stop.is_set():
+            if self._room.acquire(timeout=_POLL_SECONDS):
+                return True
+        return False
+
+    def drain(self) -> Iterator[T]:
+        """The items in order; raises the fetcher's exception where it happened."""
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            self._room.release()
+            yield item  # type: ignore[misc]  # everything else in the queue is a T
+
+
+class ReadAhead(Generic[K, T]):
+    """Fetches the items of up to ``width`` partitions at once, each at most ``depth`` ahead of the writer.
+
+    ``keys`` are the partitions in the order the writer will ask for them; ``produce(key)`` returns the
+    iterator of one partition's items, run on that partition's fetcher thread.
+    """
+
+    def __init__(self, keys: list[K], produce: Callable[[K], Iterator[T]], *, width: int, depth: int) -> None:
+        if width < 1 or depth < 1:
+            msg = f"width and depth must be at least 1, got {width} and {depth}"
+            raise ValueError(msg)
+        self._keys = keys
+        self._produce = produce
+        self._width = width
+        self._depth = depth
+        self._feeds: dict[K, _Feed[T]] = {}
+        self._started: set[K] = set()
+        self._next = 0  # index in keys of the next partition to start
+        self._proven = False
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def items(self, key: K) -> Iterator[T]:
+        """The items of one partition, in order, for the writer (the main thread)."""
+        with self._lock:
+            self._fill()
+            feed = self._feeds.get(key) or self._start(key)  # a key out of order is read now, alone
+        try:
+            yield from feed.drain()
+        except BaseException:
+            self.close()  # the writer stops here: so does every fetcher
+            raise
+        finally:
+            with self._lock:
+                self._feeds.pop(key, None)
+                self._fill()
+
+    def close(self) -> None:
+        """Stop every fetcher (the writer is done, or failed)."""
+        self._stop.set()
+
+    def _proven_now(self) -> None:
+        with self._lock:
+            if not self._proven:
+                self._proven = True
+                self._fill()
+
+    def _fill(self) -> None:
+        """Start partitions in order while there is room: the first at once, the others once proven."""
+        while (
+            not self._stop.is_set()
+            and self._next < len(self._keys)
+            and len(self._feeds) < self._width
+            and (self._proven or not self._feeds)
+        ):
+            key = self._keys[self._next]
+            self._next += 1
+            if key not in self._started:
+                self._start(key)
+
+    def _start(self, key: K) -> _Feed[T]:
+        feed = _Feed(self._produce(key), self._depth, self._stop, self._proven_now)
+        self._feeds[key] = feed
+        self._started.add(key)
+        return feed

@@ -1,0 +1,96 @@
+"""ReadAhead: partitions read in parallel, written in order, each a bounded number of items ahead."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tap_meta_ads.prefetch import ReadAhead
+
+PAGES = {"a": 7, "b": 3, "c": 5, "d": 4, "e": 1}
+
+
+class Recorder:
+    """A producer of numbered items per partition that notes what the fetchers and the writer did."""
+
+    def __init__(self, pages=PAGES, fail=None):
+        self.pages = pages
+        self.fail = fail or {}
+        self.lock = threading.Lock()
+        self.produced = dict.fromkeys(pages, 0)
+        self.taken = dict.fromkeys(pages, 0)
+        self.ahead = 0
+        self.first_done_when_started: dict[str, int] = {}
+        self.read_ahead: ReadAhead | None = None
+        self.open_when_started: list[int] = []
+
+    def produce(self, key):
+        with self.lock:
+            self.first_done_when_started[key] = self.produced["a"]
+            self.open_when_started.append(len(self.read_ahead._feeds))
+        return self._items(key)
+
+    def _items(self, key):
+        for n in range(self.pages[key]):
+            if self.fail.get(key) == n:
+                raise ValueError(f"{key} failed at {n}")
+            with self.lock:
+                self.produced[key] += 1
+                self.ahead = max(self.ahead, self.produced[key] - self.taken[key])
+            yield (key, n)
+
+
+def read_all(recorder, width, depth):
+    keys = list(recorder.pages)
+    read_ahead = recorder.read_ahead = ReadAhead(keys, recorder.produce, width=width, depth=depth)
+    written = []
+    try:
+        for key in keys:
+            for item in read_ahead.items(key):
+                with recorder.lock:
+                    recorder.taken[key] += 1
+                written.append(item)
+    finally:
+        read_ahead.close()
+    return written
+
+
+@pytest.mark.parametrize(("width", "depth"), [(1, 1), (1, 3), (3, 2), (4, 10)])
+def test_every_item_is_written_once_in_order_within_the_bounds(width, depth):
+    recorder = Recorder()
+    written = read_all(recorder, width, depth)
+    assert written == [(k, n) for k, pages in PAGES.items() for n in range(pages)]
+    # at most depth items fetched and not yet taken, plus the one the writer was handed
+    assert recorder.ahead <= depth + 1
+    # never more than width partitions read at once (the one starting not yet counted)
+    assert max(recorder.open_when_started) < width
+    # the others start only once the first has read depth items (or all of its 7)
+    for key, first_done in recorder.first_done_when_started.items():
+        if key != "a":
+            assert first_done >= min(depth, PAGES["a"])
+
+
+def test_a_failure_is_raised_after_the_items_before_it_and_stops_the_rest():
+    recorder = Recorder(fail={"a": 2})
+    with pytest.raises(ValueError, match="a failed at 2"):
+        read_all(recorder, width=4, depth=3)
+    assert recorder.taken["a"] == 2
+    assert set(recorder.first_done_when_started) == {"a"}  # never proven: nobody else started
+
+
+def test_a_failure_in_a_partition_read_ahead_waits_for_its_turn():
+    recorder = Recorder(fail={"c": 1})
+    written = []
+    keys = list(PAGES)
+    read_ahead = recorder.read_ahead = ReadAhead(keys, recorder.produce, width=4, depth=2)
+    with pytest.raises(ValueError, match="c failed at 1"):
+        for key in keys:
+            written.extend(read_ahead.items(key))
+    read_ahead.close()
+    assert written == [*((("a", n) for n in range(7))), *((("b", n) for n in range(3))), ("c", 0)]
+
+
+def test_bad_bounds_are_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        ReadAhead(["a"], iter, width=0, depth=1)
