@@ -8,7 +8,8 @@ read so far, and the query the cursor belongs to (``since``), because a cursor i
 with the filter it was issued for. A run started with that state continues from the cursor.
 
 This module is the only place that touches the SDK's state internals: the partition state
-dict, its ``progress_markers`` and the private STATE writer. An SDK upgrade that moves them
+dict, its ``progress_markers``, the private STATE writer, the starting-bookmark writer and the
+per-record bookkeeping it replaces. An SDK upgrade that moves them
 fails the tests of this module loudly instead of silently losing resumability.
 """
 
@@ -18,10 +19,10 @@ import datetime
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-if TYPE_CHECKING:
-    from singer_sdk.streams import Stream
+from singer_sdk.streams import Stream
+from typing_extensions import override
 
 RESUME_KEY = "resume"
 _PROGRESS_MARKERS = "progress_markers"  # the SDK's key (singer_sdk.helpers._state.PROGRESS_MARKERS)
@@ -136,6 +137,34 @@ def complete(stream: Stream, context: Mapping[str, Any], point: ResumePoint) -> 
     markers = state.setdefault(_PROGRESS_MARKERS, {})
     markers["replication_key"] = stream.replication_key
     markers["replication_key_value"] = from_epoch(bookmark)
+
+
+class CheckpointedBookmarks(Stream):
+    """A stream whose bookmarks are set by :func:`complete`, not by the SDK's per-record bookkeeping.
+
+    The SDK updates the partition's progress markers with every record (a running maximum of the
+    replication key, compared as text, which orders Meta's ``-0700`` offsets wrongly); for these
+    streams that value is overwritten by :func:`complete` when the partition ends and never read before,
+    so the per-record work (about a tenth of the tap's CPU) is skipped. Sorting checks do not apply:
+    Meta's edges are unsorted (``is_sorted = False``).
+    """
+
+    @override
+    def _increment_stream_state(
+        self, latest_record: dict[str, Any], *, context: Mapping[str, Any] | None = None
+    ) -> None:
+        if self.is_sorted:  # pragma: no cover - every stream of this tap is unsorted
+            super()._increment_stream_state(latest_record, context=context)
+
+
+def write_starting_value(stream: Stream, context: Mapping[str, Any]) -> None:
+    """Write a partition's starting bookmark now, through the SDK's (private) writer.
+
+    The SDK writes it when its partition loop reaches the partition; an account read ahead of that
+    needs it earlier, to filter from the same bookmark. The SDK writing it again later gives the same
+    value: nothing else touches the partition's state before then.
+    """
+    stream._write_starting_replication_value(context)
 
 
 def emit_state(stream: Stream) -> None:

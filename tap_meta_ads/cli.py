@@ -27,12 +27,12 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter
-from singer_sdk.singerlib import RecordMessage, StateMessage
+from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
 from tap_meta_ads.errors import GraphAPIError
 from tap_meta_ads.inputs import InputFileError, check_files
+from tap_meta_ads.records import RecordWriter
 
 if TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -86,15 +86,14 @@ class TargetClosedError(Exception):
         )
 
 
-class SingerOutput(MsgSpecWriter):
-    """The SDK's msgspec writer, counting what reached the output; a closed output raises :class:`TargetClosedError`.
+class SingerOutput(RecordWriter):
+    """The tap's writer (records in blocks, see ``records.py``), counting what reached the output.
 
-    The writer flushes each message, so a message counted here was handed to the pipe.
+    A closed output raises :class:`TargetClosedError`; ``records`` counts the records handed to the pipe.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.records = 0
         self.last_state: str | None = None
 
     @override
@@ -103,9 +102,7 @@ class SingerOutput(MsgSpecWriter):
             super().write_message(message)
         except BrokenPipeError:
             raise TargetClosedError(self.records, self.last_state) from None
-        if type(message) is RecordMessage:
-            self.records += 1
-        elif type(message) is StateMessage:
+        if type(message) is StateMessage:
             self.last_state = json.dumps(message.value, default=str, separators=(",", ":"))
 
 

@@ -25,8 +25,8 @@ import random
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -43,7 +43,7 @@ from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_meta_ads import checkpoint
-from tap_meta_ads.checkpoint import ResumePoint, SentIds
+from tap_meta_ads.checkpoint import CheckpointedBookmarks, ResumePoint, SentIds
 from tap_meta_ads.errors import (
     CursorRejectedError,
     GraphAPIError,
@@ -56,6 +56,7 @@ from tap_meta_ads.errors import (
     raise_for_error,
     retry_after_seconds,
 )
+from tap_meta_ads.prefetch import ReadAhead
 from tap_meta_ads.records import PrunedRecordMessages
 from tap_meta_ads.usage import Pacer, Usage
 
@@ -90,6 +91,12 @@ FIRST_CONTACT_MAX_WAIT_SECONDS = 10.0
 #: The part of ``request_timeout_seconds`` allowed for opening the TCP connection: a host that drops
 #: connection attempts (a firewall, a wrong address) is found out in seconds, not after the whole timeout.
 CONNECT_TIMEOUT_SECONDS = 10.0
+#: Pages an account's fetcher may read ahead of the writer (never more than ``checkpoint_every_pages``):
+#: enough to keep the network busy while a page is written, small enough to keep memory flat.
+READ_AHEAD_PAGES = 10
+#: Pages the first account must read before the others start (see ``prefetch.py``): enough to show that
+#: the token, version, fields and permissions work, so a bad run fails on one account with one line.
+PROVEN_AFTER_PAGES = 5
 
 
 def account_id_of(value: str) -> str:
@@ -103,6 +110,30 @@ def appsecret_proof(token: str, app_secret: str | None) -> str | None:
     if not app_secret:
         return None
     return hmac.new(app_secret.encode(), token.encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class AccountFetch:
+    """What one account's fetcher owns while several accounts are read at once.
+
+    Where it starts, its page size, its pacer (each ad account has its own budget) and its counters.
+    The main thread plans it (``start``: the saved resume point or a fresh pass); from then on only the
+    account's fetcher thread changes it, except ``stats`` fields the writer counts (pages, records).
+    """
+
+    context: dict[str, Any]
+    start: ResumePoint
+    fresh_since: int | None
+    page_size_limit: int
+    pacer: Pacer
+    page_size: int = 0
+    good_pages: int = 0
+    pace_wait: float = 0.0
+    started: bool = False
+    stats: PartitionStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.page_size = self.page_size or self.page_size_limit
 
 
 class BearerAuth(requests.auth.AuthBase):
@@ -218,7 +249,7 @@ class CursorPaginator(BaseAPIPaginator[str | None]):
         return self.has_more(response)
 
 
-class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
+class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | None]):
     """Base stream for an ad-account edge, ``GET /{version}/act_{account_id}/{edge}``.
 
     Subclasses set ``name``, ``edge``, ``primary_keys``, ``replication_key`` and ``schema``;
@@ -237,22 +268,13 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
         super().__init__(*args, **kwargs)
         cfg = self.config
-        self._page_size_limit = int(cfg["page_size"])
-        self._page_size = self._page_size_limit
-        self._good_pages = 0
-        self._pacer = Pacer(
-            threshold_pct=float(cfg["throttle_threshold_pct"]),
-            fallback_seconds=float(cfg["backoff_base_seconds"]),
-            max_wait_seconds=float(cfg["backoff_max_seconds"]),
-        )
-        self._pace_wait = 0.0
         self._first_contact_failures = 0
-        self._stats: PartitionStats | None = None
-        self._request_counter: metrics.Counter | None = None
         #: fetch_page wrapped in the retry decorator once per stream, not once per page
-        self._fetch_with_retries: Callable[[Context, str | None, int | None], GraphPage] = self.request_decorator(
+        self._fetch_with_retries: Callable[[AccountFetch, str | None, int | None], GraphPage] = self.request_decorator(
             self.fetch_page
         )
+        self._read_ahead: ReadAhead[str, GraphPage | None] | None = None
+        self._plans: dict[str, AccountFetch] = {}
         self._proof = appsecret_proof(cfg["access_token"], cfg.get("app_secret"))
         self._auth = BearerAuth(cfg["access_token"])
 
@@ -300,7 +322,7 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
 
     @override
     def get_url_params(self, context: Context | None, next_page_token: str | None) -> dict[str, Any]:
-        params: dict[str, Any] = {"fields": ",".join(self.selected_fields()), "limit": self._page_size}
+        params: dict[str, Any] = {"fields": ",".join(self.selected_fields())}
         statuses = self.config.get("effective_statuses")
         if statuses:
             params["effective_status"] = json.dumps(list(statuses))
@@ -337,27 +359,28 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
             hint = Usage.from_headers(response.headers).reset_seconds
         raise_for_error(error, hint)
 
-    def fetch_page(self, context: Context, after: str | None, since: int | None) -> GraphPage:
-        """One attempt at one page: pace, send, note usage, classify, parse."""
-        stats = self._stats
-        if self._pace_wait > 0:
-            time.sleep(self._pace_wait)
-            if stats:
-                stats.pacing_wait_seconds += self._pace_wait
-            self._pace_wait = 0.0
+    def fetch_page(self, account: AccountFetch, after: str | None, since: int | None) -> GraphPage:
+        """One attempt at one page of one account: pace, send, note usage, classify, parse.
+
+        Runs on the account's fetcher thread (``prefetch.py``); everything it changes is the account's own.
+        """
+        stats = account.stats
+        if account.pace_wait > 0:
+            time.sleep(account.pace_wait)
+            stats.pacing_wait_seconds += account.pace_wait
+            account.pace_wait = 0.0
+        context = account.context
         params = self.get_url_params(context, after)
+        params["limit"] = account.page_size
         if rules := self.filtering(since):
             params["filtering"] = json.dumps(rules)
         prepared = self.build_prepared_request(method="GET", url=self.get_url(context), params=params)
-        if stats:
-            stats.requests += 1
-        if self._request_counter is not None:
-            self._request_counter.increment()
+        stats.requests += 1
         started, sent_at = time.perf_counter(), time.monotonic()
         timeouts = (min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout)
         response = self.requests_session.send(prepared, timeout=timeouts, allow_redirects=False)
         self._log_duration(response, started, context)
-        self._pace_wait = self._pacer.observe(Usage.from_headers(response.headers), sent_at=sent_at)
+        account.pace_wait = account.pacer.observe(Usage.from_headers(response.headers), sent_at=sent_at)
         self.validate_response(response)
         return GraphPage.from_response(response)
 
@@ -447,17 +470,17 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
         exception = details.get("exception")
         wait = float(details.get("wait") or 0.0)
         reason, trace = retry_reason(exception)
+        account: AccountFetch = details["args"][0]
         if isinstance(exception, PageTooLargeError):
-            self.shrink_page()
-        stats = self._stats
-        if stats:
-            stats.retries[reason] += 1
-            if isinstance(exception, ThrottledError):
-                stats.throttle_wait_seconds += wait
+            self.shrink_page(account)
+        stats = account.stats
+        stats.retries[reason] += 1
+        if isinstance(exception, ThrottledError):
+            stats.throttle_wait_seconds += wait
         self.logger.warning(
             "Retrying %s account %s: reason=%s attempt %d of %d, waiting %.2fs%s",
             self.name,
-            stats.account_id if stats else "?",
+            stats.account_id,
             reason,
             details.get("tries", 0),
             self.backoff_max_tries() if self.monitor.made_progress() else self._tries_at_first_contact(exception),
@@ -465,23 +488,22 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
             f" fbtrace_id={trace}" if trace else "",
         )
 
-    def shrink_page(self) -> None:
-        """Halve the page size (down to a floor) after Meta asked for less data."""
-        smaller = max(min(MIN_PAGE_SIZE, self._page_size_limit), self._page_size // 2)
-        if smaller < self._page_size:
-            self._page_size = smaller
-            if self._stats:
-                self._stats.page_size_reductions += 1
+    def shrink_page(self, account: AccountFetch) -> None:
+        """Halve an account's page size (down to a floor) after Meta asked for less data."""
+        smaller = max(min(MIN_PAGE_SIZE, account.page_size_limit), account.page_size // 2)
+        if smaller < account.page_size:
+            account.page_size = smaller
+            account.stats.page_size_reductions += 1
             self.logger.warning("Meta asked for less data per call: page size now %d", smaller)
-        self._good_pages = 0
+        account.good_pages = 0
 
-    def _page_succeeded(self) -> None:
+    def _page_succeeded(self, account: AccountFetch) -> None:
         """Grow a shrunk page size back after a run of successes."""
-        self._good_pages += 1
-        if self._page_size < self._page_size_limit and self._good_pages >= GROW_AFTER_PAGES:
-            self._page_size = min(self._page_size_limit, self._page_size * 2)
-            self._good_pages = 0
-            self.logger.info("Page size back up to %d", self._page_size)
+        account.good_pages += 1
+        if account.page_size < account.page_size_limit and account.good_pages >= GROW_AFTER_PAGES:
+            account.page_size = min(account.page_size_limit, account.page_size * 2)
+            account.good_pages = 0
+            self.logger.info("Page size back up to %d", account.page_size)
 
     # -- a partition, page by page, with checkpoints ------------------------------------------
 
@@ -496,83 +518,137 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
 
     @override
     def request_records(self, context: Context | None) -> Iterable[dict]:
-        """Read one ad account's edge, page by page, with checkpoints (and the SDK's request-count METRIC)."""
+        """Write one ad account's pages as its fetcher delivers them (and the SDK's request-count METRIC)."""
         if context is None:  # pragma: no cover - partitions always give a context
             msg = f"{self.name} needs an account context"
             raise GraphAPIError(msg)
+        key = str(context["account_id"])
+        if self._read_ahead is None:
+            self._read_ahead = self._start_reading()
+        account = self._plans.get(key) or self._plan(context)
         with self.get_http_request_counter() as counter:
             counter.with_context(context)
-            self._request_counter = counter
-            yield from self._read_partition(context)
-        self._request_counter = None
+            try:
+                yield from self._write_partition(context, account, self._read_ahead.items(key))
+            finally:
+                counter.increment(account.stats.requests if account.started else 0)
 
-    def _read_partition(self, context: Context) -> Iterable[dict]:
-        """The pages of one account: resume point in, records out, a checkpoint every N pages."""
-        stats = self._stats = self.monitor.start(self.name, str(context["account_id"]))
-        point = ResumePoint.from_state(self.get_context_state(context))
-        if point and point.after:
-            stats.resumed_from_page = point.pages + 1
-            self.logger.info("Resuming %s account %s at page %d from the saved cursor", *stats.key, point.pages + 1)
-        else:
-            point = self._fresh_point(context)
+    def _start_reading(self) -> ReadAhead[str, GraphPage | None]:
+        """Plan every account of the stream (here, on the main thread) and start reading ahead.
+
+        Each account's plan holds where its fetcher starts: the saved resume point, and the
+        bookmark filter of a fresh pass. The SDK would write each partition's starting bookmark
+        when it reaches it; it is written now so that accounts read ahead start from it too.
+        """
+        for context in self.partitions:
+            checkpoint.write_starting_value(self, context)
+            self._plans[str(context["account_id"])] = self._plan(context)
         every = int(self.config["checkpoint_every_pages"])
-        paginator = CursorPaginator(point.after)
-        sent = SentIds()  # only consulted after Meta refused a cursor and the pass restarted
+        return ReadAhead(
+            list(self._plans),
+            lambda key: self._fetch_partition(self._plans[key]),
+            width=int(self.config["parallel_accounts"]),
+            depth=min(every, READ_AHEAD_PAGES),
+            proven_after=PROVEN_AFTER_PAGES,
+        )
+
+    def _plan(self, context: Context) -> AccountFetch:
+        """An account's fetching state, starting at its saved resume point or a fresh pass."""
+        cfg = self.config
+        fresh = self._fresh_point(context)
+        saved = ResumePoint.from_state(self.get_context_state(context))
+        return AccountFetch(
+            context=dict(context),
+            start=saved if saved and saved.after else fresh,
+            fresh_since=fresh.since,
+            page_size_limit=int(cfg["page_size"]),
+            pacer=Pacer(
+                threshold_pct=float(cfg["throttle_threshold_pct"]),
+                fallback_seconds=float(cfg["backoff_base_seconds"]),
+                max_wait_seconds=float(cfg["backoff_max_seconds"]),
+            ),
+        )
+
+    def _fetch_partition(self, account: AccountFetch) -> Iterator[GraphPage | None]:
+        """An account's pages, in order, on its fetcher thread; ``None`` marks a pass restarted from the bookmark.
+
+        A refused cursor (code 2642) restarts the pass; any other error ends the account, and the
+        writer raises it after writing the pages before it.
+        """
+        stats = account.stats = self.monitor.start(self.name, str(account.context["account_id"]))
+        account.started = True
+        start = account.start
+        if start.after:
+            stats.resumed_from_page = start.pages + 1
+            self.logger.info("Resuming %s account %s at page %d from the saved cursor", *stats.key, start.pages + 1)
+        paginator, since = CursorPaginator(start.after), start.since
         while not paginator.finished:
-            page = self._next_page(context, paginator, point)
-            if page is None:  # the cursor was refused: start the pass again, skip what was sent
-                point, paginator = self._fresh_point(context), CursorPaginator()
-                sent.restart()
+            try:
+                page = self._fetch_with_retries(account, paginator.current_value, since)
+            except CursorRejectedError as exc:
+                stats.cursor_restarts += 1
+                if stats.cursor_restarts > MAX_CURSOR_RESTARTS:
+                    raise
+                self.logger.warning(
+                    "Meta refused the paging cursor of %s account %s (%s); restarting the account from its bookmark",
+                    *stats.key,
+                    exc,
+                )
+                paginator, since = CursorPaginator(), account.fresh_since
+                yield None
                 continue
-            if point.cap is None:
-                point.cap = page.server_time - 1
-            point.max_seen = self._newest(page.records, point.max_seen)
-            point.pages += 1
-            records = sent.unsent(page.records)
-            stats.pages += 1
-            stats.records += len(records)
-            self.logger.info(
-                "%s account %s page %d: %d records (%d so far)", *stats.key, point.pages, len(records), stats.records
-            )
-            yield from records
+            self._page_succeeded(account)
+            yield page
             paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
-            point.after = None if paginator.finished else paginator.current_value
-            if not paginator.finished and point.pages % every == 0:
-                checkpoint.save(self, context, point)
-        sent.close()
+
+    def _write_partition(
+        self, context: Context, account: AccountFetch, pages: Iterator[GraphPage | None]
+    ) -> Iterable[dict]:
+        """The writer's side of one account: records out, a checkpoint every N pages written.
+
+        Only pages already written move the resume point, so every STATE covers exactly them.
+        """
+        point = replace(account.start)
+        every = int(self.config["checkpoint_every_pages"])
+        sent = SentIds()  # only consulted after Meta refused a cursor and the pass restarted
+        try:
+            for page in pages:
+                stats = account.stats
+                if page is None:  # the cursor was refused: the pass starts again, skip what was sent
+                    point = self._fresh_point(context)
+                    sent.restart()
+                    continue
+                if point.cap is None:
+                    point.cap = page.server_time - 1
+                point.max_seen = self._newest(page.records, point.max_seen)
+                point.pages += 1
+                records = sent.unsent(page.records)
+                stats.pages += 1
+                stats.records += len(records)
+                self.logger.info(
+                    "%s account %s page %d: %d records (%d so far)",
+                    *stats.key,
+                    point.pages,
+                    len(records),
+                    stats.records,
+                )
+                yield from records
+                point.after = page.after if page.has_next else None
+                if point.after and point.pages % every == 0:
+                    checkpoint.save(self, context, point)
+        except (RetriableAPIError, requests.RequestException) as exc:
+            self._stop(context, account, point, exc, gave_up=True)
+        except FatalAPIError as exc:
+            self._stop(context, account, point, exc)
+        finally:
+            sent.close()
         checkpoint.complete(self, context, point)
-        stats.status = "complete"
-        self.monitor.log_partition(self.logger, stats)
+        account.stats.status = "complete"
+        self.monitor.log_partition(self.logger, account.stats)
 
     def _fresh_point(self, context: Context) -> ResumePoint:
         """A pass from the first page, filtered from the bookmark (or start_date)."""
         return ResumePoint(after=None, pages=0, since=self.starting_since(context), max_seen=None, cap=None)
-
-    def _next_page(self, context: Context, paginator: CursorPaginator, point: ResumePoint) -> GraphPage | None:
-        """Fetch the paginator's page with retries; ``None`` when Meta refused the cursor.
-
-        Anything that ends the run saves the resume point first, so a rerun continues here.
-        """
-        stats = self._stats
-        assert stats is not None
-        try:
-            page = self._fetch_with_retries(context, paginator.current_value, point.since)
-        except CursorRejectedError as exc:
-            stats.cursor_restarts += 1
-            if stats.cursor_restarts > MAX_CURSOR_RESTARTS:
-                self._stop(context, point, exc)
-            self.logger.warning(
-                "Meta refused the paging cursor of %s account %s (%s); restarting the account from its bookmark",
-                *stats.key,
-                exc,
-            )
-            return None
-        except (RetriableAPIError, requests.RequestException) as exc:
-            self._stop(context, point, exc, gave_up=True)
-        except FatalAPIError as exc:
-            self._stop(context, point, exc)
-        self._page_succeeded()
-        return page
 
     def _newest(self, records: list[dict[str, Any]], newest: int | None) -> int | None:
         """The newest replication-key value of a page, in epoch seconds."""
@@ -587,12 +663,14 @@ class GraphStream(PrunedRecordMessages, RESTStream[str | None]):
                     newest = epoch
         return newest
 
-    def _stop(self, context: Context, point: ResumePoint, exc: BaseException, *, gave_up: bool = False) -> NoReturn:
+    def _stop(
+        self, context: Context, account: AccountFetch, point: ResumePoint, exc: BaseException, *, gave_up: bool = False
+    ) -> NoReturn:
         """Save where the partition stands (so a rerun resumes there), then fail with one line."""
         checkpoint.save(self, context, point)
-        if self._stats:
-            self._stats.status = "failed"
-            self.monitor.log_partition(self.logger, self._stats)
+        if account.started:
+            account.stats.status = "failed"
+            self.monitor.log_partition(self.logger, account.stats)
         unreachable = connect_failure(exc) if gave_up and not self.monitor.made_progress() else None
         if unreachable:
             url = urllib.parse.urlsplit(self.config["api_url"])

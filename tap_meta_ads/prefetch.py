@@ -16,7 +16,7 @@ fetches again at most that many pages of an account it had not started writing),
 partitions are read at once: the one being written and the next ones in order. Pacing, retries and the
 error table stay per partition: each fetcher owns its partition's pacer and page size.
 
-Other partitions start only once the first one has shown the run works (its fetcher has read ``depth``
+Other partitions start only once the first one has shown the run works (its fetcher has read a few
 pages, or all of them): a wrong token, version or field list then fails on one account with one error
 line, as in a sequential run, instead of on ``width`` accounts at once, each burning its budget.
 
@@ -57,8 +57,11 @@ class _Feed(Generic[T]):
     gives it back when it takes the item, so at most ``depth`` items are fetched and not yet taken.
     """
 
-    def __init__(self, items: Iterator[T], depth: int, stop: threading.Event, on_proven: Callable[[], None]) -> None:
+    def __init__(
+        self, items: Iterator[T], depth: int, proven_after: int, stop: threading.Event, on_proven: Callable[[], None]
+    ) -> None:
         self._items = items
+        self._proven_after = proven_after
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._room = threading.Semaphore(depth)
         self._depth = depth
@@ -77,7 +80,7 @@ class _Feed(Generic[T]):
                     self._on_proven()
                     return
                 produced += 1
-                if produced == self._depth:
+                if produced == self._proven_after:
                     self._on_proven()
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it in order
             self._queue.put(_Failed(exc))
@@ -108,14 +111,19 @@ class _Feed(Generic[T]):
 class ReadAhead(Generic[K, T]):
     """Fetches the items of up to ``width`` partitions at once, each at most ``depth`` ahead of the writer.
 
+    Partitions after the first start once the first has produced ``proven_after`` items (or all).
+
     ``keys`` are the partitions in the order the writer will ask for them; ``produce(key)`` returns the
     iterator of one partition's items, run on that partition's fetcher thread.
     """
 
-    def __init__(self, keys: list[K], produce: Callable[[K], Iterator[T]], *, width: int, depth: int) -> None:
-        if width < 1 or depth < 1:
-            msg = f"width and depth must be at least 1, got {width} and {depth}"
+    def __init__(
+        self, keys: list[K], produce: Callable[[K], Iterator[T]], *, width: int, depth: int, proven_after: int
+    ) -> None:
+        if min(width, depth, proven_after) < 1:
+            msg = f"width, depth and proven_after must be at least 1, got {width}, {depth} and {proven_after}"
             raise ValueError(msg)
+        self._proven_after = proven_after
         self._keys = keys
         self._produce = produce
         self._width = width
@@ -166,7 +174,7 @@ class ReadAhead(Generic[K, T]):
                 self._start(key)
 
     def _start(self, key: K) -> _Feed[T]:
-        feed = _Feed(self._produce(key), self._depth, self._stop, self._proven_now)
+        feed = _Feed(self._produce(key), self._depth, self._proven_after, self._stop, self._proven_now)
         self._feeds[key] = feed
         self._started.add(key)
         return feed

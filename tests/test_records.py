@@ -67,3 +67,10 @@ def test_sent_ids_skip_only_after_a_restart():
     sent.restart()  # a second restart keeps what the first pass and the second wrote
     assert sent.unsent([{"id": "2"}, {"id": "3"}, {"id": "4"}]) == [{"id": "4"}]
     sent.close()
+
+
+def test_the_sdk_still_calls_the_bookkeeping_checkpoint_replaces():
+    from tap_meta_ads.checkpoint import CheckpointedBookmarks
+
+    assert "self._increment_stream_state(record, context=current_context)" in inspect.getsource(Stream._sync_records)
+    assert "_increment_stream_state" in CheckpointedBookmarks.__dict__
