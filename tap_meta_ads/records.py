@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime
+import select
 import sys
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -125,14 +126,16 @@ class RecordWriter(MsgSpecWriter):
 
     The SDK writes and flushes stdout for each message: one system call per record (stdout is often
     unbuffered: ``PYTHONUNBUFFERED``, as Meltano and containers set it), about a sixth of the tap's CPU on
-    small records. RECORD lines are gathered here instead and written in blocks of ``BLOCK_BYTES``; every
-    other message (SCHEMA, STATE, ...) writes the block first, then itself, and flushes. So a STATE line
+    small records. RECORD lines are gathered here instead and written in blocks of at most ``PIPE_BUF``
+    bytes, which a pipe takes whole; every other message (SCHEMA, STATE, ...) is written after the block
+    and flushed. So a STATE line
     still reaches the target only after every record it covers, a killed tap loses only records that no
     STATE covers (the next run reads them again), and the rest is written at exit. ``records`` counts the
     records handed to the output (not those still gathered).
     """
 
-    BLOCK_BYTES = 1 << 16
+    #: A write of at most PIPE_BUF bytes to a pipe is atomic: a killed tap never leaves half a line.
+    BLOCK_BYTES = select.PIPE_BUF
 
     def __init__(self) -> None:
         super().__init__()
@@ -143,21 +146,28 @@ class RecordWriter(MsgSpecWriter):
 
     @override
     def write_message(self, message: singerlib.Message) -> None:
-        self._block += self.format_message(message)
+        line = self.format_message(message)
+        if len(self._block) + len(line) > self.BLOCK_BYTES:
+            self._write_block()
+        self._block += line
         if type(message) is singerlib.RecordMessage:
             self._block_records += 1
-            if len(self._block) < self.BLOCK_BYTES:
-                return
-        self.flush()
+        else:
+            self.flush()
 
     def flush(self) -> None:
         """Write what was gathered, and flush stdout."""
+        self._write_block()
+        sys.stdout.flush()
+
+    def _write_block(self) -> None:
         if self._block:
-            sys.stdout.buffer.write(self._block)
+            out = sys.stdout.buffer
+            out.write(self._block)
+            out.flush()  # one block, one write: a buffered stdout must not join blocks
             self._block.clear()
             self.records += self._block_records
             self._block_records = 0
-        sys.stdout.flush()
 
     def _flush_at_exit(self) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):  # the output is gone: the run reported it
