@@ -566,6 +566,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
                 threshold_pct=float(cfg["throttle_threshold_pct"]),
                 fallback_seconds=float(cfg["backoff_base_seconds"]),
                 max_wait_seconds=float(cfg["backoff_max_seconds"]),
+                spare_calls=int(cfg["parallel_accounts"]),
             ),
         )
 

@@ -100,7 +100,8 @@ class Pacer:
 
     Below ``threshold_pct`` it never waits. Above it, it estimates how many points a call
     costs (from how the percentage rose between calls), hence the budget in calls and how many
-    calls the window holds, and how many calls remain before the wall (one call is kept spare).
+    calls the window holds, and how many calls remain before the wall (``spare_calls`` are kept spare:
+    one per account read at once, since all of them may act on the same reading of the app's budget).
     Meta's windows slide: a call stops counting a window's length after it was made. So when the
     caller says when each of its calls was sent (``sent_at``, a monotonic clock), the calls left
     are spread over the time until the oldest of its own calls leaves the window, and once none
@@ -111,8 +112,11 @@ class Pacer:
     Without a reset hint it falls back to ``fallback_seconds``, doubling as usage climbs.
     """
 
-    def __init__(self, threshold_pct: float, fallback_seconds: float, max_wait_seconds: float) -> None:
+    def __init__(
+        self, threshold_pct: float, fallback_seconds: float, max_wait_seconds: float, spare_calls: int = 1
+    ) -> None:
         self.threshold_pct = threshold_pct
+        self.spare_calls = spare_calls
         self.fallback_seconds = fallback_seconds
         self.max_wait_seconds = max_wait_seconds
         self._last_pct: float | None = None
@@ -141,7 +145,7 @@ class Pacer:
 
     def _spread(self, pct: float, reset_seconds: float, sent_at: float | None) -> float:
         cost = max(self._cost_per_call, 0.01)
-        calls_left = (_FULL - pct) / cost - 1.0  # one call spare below the wall
+        calls_left = (_FULL - pct) / cost - self.spare_calls  # kept spare below the wall
         expiries = self._own_expiries(reset_seconds, sent_at)
         if not expiries:
             return reset_seconds / max(1.0, calls_left + 1.0)
