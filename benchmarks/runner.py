@@ -288,7 +288,7 @@ class Sizes:
     throughput_ads: int = 60_000
     throughput_page: int = 500
     rounds: int = 3
-    facebook_ads: int = 30_000
+    facebook_ads: int = 50_000
     calls_ads: tuple[int, ...] = (12_345, 9_876)
     budget_ads: int = 20_000  # 200 calls of 100: the last window holds 20 of its 60 calls
     latency_accounts: int = 20
