@@ -120,23 +120,28 @@ def save(stream: Stream, context: Mapping[str, Any], point: ResumePoint) -> None
 
 
 def complete(stream: Stream, context: Mapping[str, Any], point: ResumePoint) -> None:
-    """End a partition: drop the resume point and set the bookmark the SDK will promote.
+    """End a partition: drop the resume point, set its bookmark and emit a STATE now.
 
-    The SDK promotes ``progress_markers.replication_key_value`` to the bookmark when the
-    partition is finalised; writing our value there (capped, in UTC) replaces its running
-    maximum of strings, which compares Meta's ``-0700`` offsets as text.
+    The bookmark is written where the next run reads it and in the progress markers the SDK
+    promotes when it finalises the partition (the same value: our capped maximum, in UTC, not the
+    SDK's running maximum of strings, which compares Meta's ``-0700`` offsets as text). The STATE
+    goes out at once, so a run killed while the next account is being read does not read this
+    one's last pages again (the SDK would only write it at the end of the stream).
     """
     state = stream.get_context_state(context)
     state.pop(RESUME_KEY, None)
     bookmark = point.bookmark()
-    if bookmark is None or stream.replication_key is None:
-        return
-    old = state.get("replication_key_value")
-    if isinstance(old, str):
-        bookmark = max(bookmark, to_epoch(old))  # a bookmark never moves backwards
-    markers = state.setdefault(_PROGRESS_MARKERS, {})
-    markers["replication_key"] = stream.replication_key
-    markers["replication_key_value"] = from_epoch(bookmark)
+    if bookmark is not None and stream.replication_key is not None:
+        old = state.get("replication_key_value")
+        if isinstance(old, str):
+            bookmark = max(bookmark, to_epoch(old))  # a bookmark never moves backwards
+        value = from_epoch(bookmark)
+        state["replication_key"] = stream.replication_key
+        state["replication_key_value"] = value
+        markers = state.setdefault(_PROGRESS_MARKERS, {})
+        markers["replication_key"] = stream.replication_key
+        markers["replication_key_value"] = value
+    emit_state(stream)
 
 
 class CheckpointedBookmarks(Stream):

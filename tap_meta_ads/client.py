@@ -16,6 +16,7 @@ behaviour a production extraction needs lives here, once:
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import gc
 import hashlib
@@ -180,6 +181,7 @@ class GraphPage:
     after: str | None
     has_next: bool
     server_time: int
+    fetched_at: datetime.datetime | None = None
 
     @classmethod
     def from_response(cls, response: requests.Response) -> GraphPage:
@@ -204,6 +206,7 @@ class GraphPage:
             after=after or None,
             has_next=bool(paging and paging.next),
             server_time=server_time_of(response),
+            fetched_at=datetime.datetime.now(datetime.timezone.utc),
         )
 
 
@@ -633,6 +636,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
                     len(records),
                     stats.records,
                 )
+                self.page_extracted_at = page.fetched_at
                 yield from records
                 point.after = page.after if page.has_next else None
                 if point.after and point.pages % every == 0:
@@ -691,6 +695,12 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         if isinstance(exc, GraphAPIError):
             raise exc
         raise GraphAPIError(str(exc)) from exc
+
+    @override
+    def generate_child_contexts(self, record: Record, context: Context | None) -> Iterable[Context | None]:
+        """None without child streams: the SDK would otherwise copy the context for every record."""
+        if self.child_streams:  # pragma: no cover - no stream of this tap has children yet
+            yield from super().generate_child_contexts(record, context)
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:

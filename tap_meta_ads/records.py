@@ -98,6 +98,8 @@ class PrunedRecordMessages(Stream):
     """
 
     _pruner: Pruner | None = None
+    #: When the page being written was read: one ``time_extracted`` per page, not a clock read per record.
+    page_extracted_at: datetime.datetime | None = None
 
     @override
     def _generate_record_messages(self, record: dict[str, Any]) -> Generator[singerlib.RecordMessage, None, None]:
@@ -109,7 +111,7 @@ class PrunedRecordMessages(Stream):
             pruner = self._pruner = Pruner.from_mask(self.mask)
         if pruner.top or pruner.nested:
             pruner.prune(record)
-        extracted = datetime.datetime.now(datetime.timezone.utc)
+        extracted = self.page_extracted_at or datetime.datetime.now(datetime.timezone.utc)
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
             if mapped is not None:
