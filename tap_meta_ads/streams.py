@@ -1,4 +1,20 @@
-"""Stream declarations: a name, an edge, keys and a schema file. Behaviour lives in ``client.py``."""
+"""Stream declarations: a name, an edge, keys and a schema file. Behaviour lives in ``client.py``.
+
+Which edges are incremental, and why (from Meta's reference and public connectors; the README's coverage
+table says the same):
+
+- ``ads``, ``adsets``, ``campaigns``: ``updated_time`` with Meta's server-side ``filtering`` and statuses
+  from ``effective_status``.
+- ``adimages``, ``advideos``: the objects have ``updated_time`` but the edges take no ``filtering``
+  (adimages' parameters are hashes, sizes, name and business; Airbyte dropped its advideos filter because
+  it stopped working in 2023-01). The tap reads every page and keeps the objects updated after the
+  bookmark itself: the same calls as a full table, but only changes reach the target. (Airbyte stops at
+  the first older record, trusting a newest-first order Meta does not document; the tap does not.)
+- ``adcreatives``: AdCreative has no ``updated_time``: full table.
+- ``customconversions``: only ``creation_time`` and ``last_fired_time``, which moves whenever the pixel
+  fires, not when the conversion is edited: full table.
+- ``adaccounts``: ``GET /act_{id}`` for each configured account: one record each, full table.
+"""
 
 from __future__ import annotations
 
@@ -21,4 +37,93 @@ class AdsStream(GraphStream):
     schema = StreamSchema(SCHEMAS)
 
 
-STREAM_TYPES: tuple[type[GraphStream], ...] = (AdsStream,)
+class CampaignsStream(GraphStream):
+    """Campaigns: ``GET /act_{id}/campaigns``, incremental on ``updated_time``, like ads."""
+
+    name = "campaigns"
+    edge = "campaigns"
+    primary_keys = ("id",)
+    replication_key = "updated_time"
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdSetsStream(GraphStream):
+    """Ad sets: ``GET /act_{id}/adsets``, incremental on ``updated_time``, like ads."""
+
+    name = "adsets"
+    edge = "adsets"
+    primary_keys = ("id",)
+    replication_key = "updated_time"
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdCreativesStream(GraphStream):
+    """Creatives: ``GET /act_{id}/adcreatives``, full table; deleted ones only when asked for."""
+
+    name = "adcreatives"
+    edge = "adcreatives"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    status_field = "status"
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdImagesStream(GraphStream):
+    """Images: ``GET /act_{id}/adimages``, keyed by ``hash`` within the account, filtered on ``updated_time`` here."""
+
+    name = "adimages"
+    edge = "adimages"
+    primary_keys = ("account_id", "hash")
+    replication_key = "updated_time"
+    status_param = None
+    status_field = "status"
+    server_filtering = False
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdVideosStream(GraphStream):
+    """Videos: ``GET /act_{id}/advideos``, filtered on ``updated_time`` here; ``account_id`` added by the tap."""
+
+    name = "advideos"
+    edge = "advideos"
+    primary_keys = ("id",)
+    replication_key = "updated_time"
+    status_param = None
+    server_filtering = False
+    tap_fields = frozenset({"account_id"})
+    schema = StreamSchema(SCHEMAS)
+
+
+class CustomConversionsStream(GraphStream):
+    """Custom conversions: ``GET /act_{id}/customconversions``, full table (archived ones carry ``is_archived``)."""
+
+    name = "customconversions"
+    edge = "customconversions"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdAccountsStream(GraphStream):
+    """The configured ad accounts themselves: ``GET /act_{id}``, one record per account."""
+
+    name = "adaccounts"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    single_object = True
+    schema = StreamSchema(SCHEMAS)
+
+
+STREAM_TYPES: tuple[type[GraphStream], ...] = (
+    AdsStream,
+    AdSetsStream,
+    CampaignsStream,
+    AdCreativesStream,
+    AdImagesStream,
+    AdVideosStream,
+    CustomConversionsStream,
+    AdAccountsStream,
+)

@@ -6,6 +6,7 @@ sandbox over real HTTP; nothing of ours is mocked.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -87,16 +88,44 @@ def _write_json(directory: Path, name: str, data: Any) -> str:
     return str(path)
 
 
+_DISCOVERED: list[dict[str, Any]] = []
+
+
+def discovered_catalog() -> dict[str, Any]:
+    """The tap's catalog (``--discover`` once per test process; it does not depend on the config's values)."""
+    if not _DISCOVERED:
+        config = base_config("http://127.0.0.1:9", ["1"])
+        run = run_tap(config, extra_args=["--discover"])
+        assert run.returncode == 0, run.stderr[-3000:]
+        _DISCOVERED.append(json.loads(run.stdout))
+    return copy.deepcopy(_DISCOVERED[0])
+
+
+def catalog_selecting(streams: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A catalog with exactly ``streams`` selected (every property of each), as ``meltano select`` writes one."""
+    catalog = discovered_catalog()
+    known = {s["tap_stream_id"] for s in catalog["streams"]}
+    assert set(streams) <= known, set(streams) - known
+    for stream in catalog["streams"]:
+        for entry in stream["metadata"]:
+            if not entry["breadcrumb"]:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] in streams
+    return catalog
+
+
 def run_tap(
     config: dict[str, Any],
     *,
     state: dict[str, Any] | None = None,
     catalog: dict[str, Any] | None = None,
+    streams: list[str] | tuple[str, ...] | None = None,
     extra_args: list[str] | None = None,
     timeout: float = 300,
     env: dict[str, str] | None = None,
 ) -> TapRun:
-    """Run the tap to completion and parse what it printed."""
+    """Run the tap to completion and parse what it printed; ``streams`` selects only those streams."""
+    if streams is not None:
+        catalog = catalog_selecting(streams)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         args = [*TAP, "--config", _write_json(directory, "config.json", config)]
@@ -114,7 +143,13 @@ def run_tap(
     return run
 
 
-def run_streaming(config: dict[str, Any], *, state: dict[str, Any] | None, on_message: Any) -> TapRun:
+def run_streaming(
+    config: dict[str, Any],
+    *,
+    state: dict[str, Any] | None,
+    on_message: Any,
+    streams: list[str] | tuple[str, ...] | None = None,
+) -> TapRun:
     """Run the tap, calling ``on_message(message, run_so_far)`` for each Singer message as it arrives.
 
     When ``on_message`` returns True the tap is killed with SIGKILL at once; everything it had
@@ -125,6 +160,8 @@ def run_streaming(config: dict[str, Any], *, state: dict[str, Any] | None, on_me
         args = [*TAP, "--config", _write_json(directory, "config.json", config)]
         if state is not None:
             args += ["--state", _write_json(directory, "state.json", state)]
+        if streams is not None:
+            args += ["--catalog", _write_json(directory, "catalog.json", catalog_selecting(streams))]
         stderr_path = directory / "stderr.txt"
         run = TapRun(0, "", "")
         lines: list[str] = []
@@ -147,7 +184,13 @@ def run_streaming(config: dict[str, Any], *, state: dict[str, Any] | None, on_me
     return run
 
 
-def run_and_kill(config: dict[str, Any], *, state: dict[str, Any] | None, kill_after_lines: int) -> TapRun:
+def run_and_kill(
+    config: dict[str, Any],
+    *,
+    state: dict[str, Any] | None,
+    kill_after_lines: int,
+    streams: list[str] | tuple[str, ...] | None = None,
+) -> TapRun:
     """Run the tap and SIGKILL it once it has printed ``kill_after_lines`` lines."""
     seen = 0
 
@@ -156,7 +199,7 @@ def run_and_kill(config: dict[str, Any], *, state: dict[str, Any] | None, kill_a
         seen += 1
         return seen >= kill_after_lines
 
-    return run_streaming(config, state=state, on_message=kill_now)
+    return run_streaming(config, state=state, on_message=kill_now, streams=streams)
 
 
 def duplicates(ids: list[str]) -> dict[str, int]:
@@ -165,3 +208,7 @@ def duplicates(ids: list[str]) -> dict[str, int]:
 
 def seeded(seed: int) -> random.Random:
     return random.Random(seed)
+
+
+#: The ``ads`` stream alone: the tests written for it select only it, so the other streams cost them nothing.
+ADS = ("ads",)

@@ -15,7 +15,7 @@ import pytest
 
 from tap_meta_ads.sandbox import FaultPlan, SandboxConfig, SandboxServer
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.tap_harness import base_config, duplicates, run_and_kill, run_tap, seeded
+from tests.tap_harness import ADS, base_config, duplicates, run_and_kill, run_tap, seeded
 
 ACCOUNTS = {"1001": 900, "1002": 700}
 ACCOUNT_IDS = ["act_1001", "1002"]
@@ -80,7 +80,7 @@ def test_fault_kind_is_survived_with_no_loss_and_no_duplicates(make_sandbox, cle
     # requests 2, 3, 5 and 9 fail: two in a row force a second retry of the same page
     faults = FaultPlan.from_specs([f"{kind}@2,3,5,9"], slow_seconds=3)
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=faults)
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     assert duplicates(run.ids()) == {}
     assert sorted(run.ids()) == clean_ids
@@ -101,7 +101,7 @@ def test_fault_kind_is_survived_with_no_loss_and_no_duplicates(make_sandbox, cle
 def test_random_faults_of_every_kind_at_once(make_sandbox, clean_ids):
     specs = [f"{kind}~0.03" for kind in RECOVERABLE if kind != "slow"] + ["slow~0.01*2"]
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(specs, seed=5, slow_seconds=3))
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "max_retries": 12}))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "max_retries": 12}), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(set(run.ids())) == clean_ids
     assert duplicates(run.ids()) == {}
@@ -114,7 +114,8 @@ def test_pacing_keeps_a_long_run_under_the_budget(make_sandbox, clean_ids):
     # 2 s window, 12 calls per account: the run needs 16 pages, so it must spread them out
     sandbox = make_sandbox(accounts=ACCOUNTS, rate_window_seconds=2.0, account_budget=12, app_budget=10000)
     run = run_tap(
-        base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "throttle_threshold_pct": 50, "backoff_max_seconds": 5})
+        base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "throttle_threshold_pct": 50, "backoff_max_seconds": 5}),
+        streams=ADS,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(run.ids()) == clean_ids
@@ -127,7 +128,9 @@ def test_without_usage_headers_the_regain_hint_still_gets_the_run_through(make_s
     sandbox = make_sandbox(
         accounts=ACCOUNTS, rate_window_seconds=2.0, account_budget=4, app_budget=10000, usage_headers=False
     )
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "backoff_max_seconds": 5, "max_retries": 6}))
+    run = run_tap(
+        base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "backoff_max_seconds": 5, "max_retries": 6}), streams=ADS
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(run.ids()) == clean_ids
     stats = sandbox.stats()
@@ -143,7 +146,7 @@ def test_without_usage_headers_the_regain_hint_still_gets_the_run_through(make_s
 def test_fatal_errors_stop_fast_with_one_line_after_flushing(make_sandbox, kind):
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs([f"{kind}@4"]))
     started = time.monotonic()
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS), streams=ADS)
     elapsed = time.monotonic() - started
     assert run.returncode != 0
     assert elapsed < 30
@@ -175,7 +178,7 @@ def test_kill_minus_nine_and_resume_until_done(make_sandbox, clean_ids, seed):
     for _ in range(20):
         sandbox.reset_stats()
         resumed = _resumed_account(state)
-        run = run_and_kill(config, state=state, kill_after_lines=rng.randint(40, 900))
+        run = run_and_kill(config, state=state, kill_after_lines=rng.randint(40, 900), streams=ADS)
         all_ids += run.ids()
         if resumed:
             # the resumed account started from the saved cursor, not from page 1
@@ -215,7 +218,7 @@ def test_secrets_never_leak_with_every_fault_on(make_sandbox):
         faults=FaultPlan.from_specs(specs, seed=3, slow_seconds=3),
     )
     config = base_config(sandbox.url, ACCOUNT_IDS, **CHAOS, access_token=token, app_secret=app_secret)
-    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"})
+    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"}, streams=ADS)
     assert sandbox.stats()["faulted"] > 5
     assert run.returncode != 0  # the token expires at request 41
     for text in (run.stdout, run.stderr, json.dumps(run.states)):
@@ -227,7 +230,7 @@ def test_secrets_never_leak_with_every_fault_on(make_sandbox):
 def test_run_summary_counts_match_the_sandbox(make_sandbox):
     faults = FaultPlan.from_specs(["http503@2", "throttle:17@5", "reset@7", "reduce@9"], slow_seconds=3)
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=faults)
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     stats = sandbox.stats()
     summary = run.summary()
@@ -256,7 +259,8 @@ def test_waits_follow_metas_hints(make_sandbox):
     faults = FaultPlan.from_specs(["http429@2", "throttle:17/2446079@4", "http503@6,7"], retry_after_seconds=1)
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=faults)
     run = run_tap(
-        base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "backoff_max_seconds": 1.5, "backoff_base_seconds": 0.05})
+        base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "backoff_max_seconds": 1.5, "backoff_base_seconds": 0.05}),
+        streams=ADS,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     (retry_after,) = _waits(run.stderr, "throttled:http429")
@@ -270,7 +274,7 @@ def test_waits_follow_metas_hints(make_sandbox):
 
 def test_page_size_shrinks_on_reduce_and_grows_back(make_sandbox, clean_ids):
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["reduce@2,3"]))
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(run.ids()) == clean_ids
     limits = [int(e["params"]["limit"]) for e in sandbox.stats()["log"] if e["route"] == "ads"]
@@ -282,12 +286,12 @@ def test_page_size_shrinks_on_reduce_and_grows_back(make_sandbox, clean_ids):
 def test_a_cursor_refused_on_resume_restarts_the_account_from_its_bookmark(make_sandbox, clean_ids):
     sandbox = make_sandbox(accounts=ACCOUNTS, cursor_ttl_seconds=600)
     config = base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "page_size": 50, "checkpoint_every_pages": 2})
-    killed = run_and_kill(config, state=None, kill_after_lines=250)
+    killed = run_and_kill(config, state=None, kill_after_lines=250, streams=ADS)
     assert killed.returncode != 0
     account = _resumed_account(killed.last_state)
     assert account is not None
     sandbox.advance_clock(seconds=3600)  # the saved cursor is now an hour old: Meta refuses it
-    resumed = run_tap(config, state=killed.last_state)
+    resumed = run_tap(config, state=killed.last_state, streams=ADS)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "refused the paging cursor" in resumed.stderr
     assert sorted(set(killed.ids()) | set(resumed.ids())) == clean_ids
@@ -296,7 +300,7 @@ def test_a_cursor_refused_on_resume_restarts_the_account_from_its_bookmark(make_
 
 def test_giving_up_is_one_line_and_resumable(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["http503@after:3"]))
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "max_retries": 3}))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **{**CHAOS, "max_retries": 3}), streams=ADS)
     assert run.returncode == 1
     assert sandbox.stats()["requests"] == 3 + 4  # three good pages, then 1 + 3 retries
     errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
@@ -311,7 +315,7 @@ def test_unreachable_api_gives_up_without_leaking_secrets():
     config = base_config(
         "http://127.0.0.1:9", ACCOUNT_IDS, **{**CHAOS, "max_retries": 8}, access_token=token, app_secret=app_secret
     )
-    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"})
+    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"}, streams=ADS)
     assert run.returncode == 1
     # issue 11: nothing ever answered, so the first contact stops after 3 tries, not max_retries + 1
     assert "Cannot connect to http://127.0.0.1:9 (connection refused; 3 attempts)" in run.stderr

@@ -9,7 +9,7 @@ import pytest
 from tap_meta_ads.client import rfc3339
 from tap_meta_ads.sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.tap_harness import TOKEN, base_config, duplicates, run_streaming, run_tap
+from tests.tap_harness import ADS, TOKEN, base_config, catalog_selecting, duplicates, run_streaming, run_tap
 
 ACCOUNTS = ["act_1001", "1002"]
 TIME_FIELDS = {"created_time", "updated_time", "ad_schedule_start_time", "ad_schedule_end_time"}
@@ -21,7 +21,7 @@ def truth(sandbox, account_id: str, statuses=DEFAULT_EFFECTIVE_STATUSES) -> dict
 
 @pytest.mark.parametrize("page_size", [37, 100, 500])
 def test_full_sync_every_visible_ad_exactly_once_with_every_field(sandbox, page_size):
-    run = run_tap(base_config(sandbox.url, ACCOUNTS, page_size=page_size))
+    run = run_tap(base_config(sandbox.url, ACCOUNTS, page_size=page_size), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
 
     ids = run.ids()
@@ -48,7 +48,7 @@ def test_full_sync_every_visible_ad_exactly_once_with_every_field(sandbox, page_
 
 def test_deleted_ads_on_request(sandbox):
     statuses = [*DEFAULT_EFFECTIVE_STATUSES, "DELETED"]
-    run = run_tap(base_config(sandbox.url, ["1002"], effective_statuses=statuses, page_size=500))
+    run = run_tap(base_config(sandbox.url, ["1002"], effective_statuses=statuses, page_size=500), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     expected = truth(sandbox, "1002", statuses)
     assert set(run.ids()) == set(expected)
@@ -57,13 +57,13 @@ def test_deleted_ads_on_request(sandbox):
 
 def test_incremental_returns_exactly_the_changed_ads(sandbox):
     config = base_config(sandbox.url, ACCOUNTS, page_size=500)
-    first = run_tap(config)
+    first = run_tap(config, streams=ADS)
     assert first.returncode == 0, first.stderr[-3000:]
 
     changed = sandbox.mutate(account_id="1001", update=5, create=2)
     changed_2 = sandbox.mutate(account_id="1002", update=3)
     sandbox.advance_clock(seconds=5)
-    second = run_tap(config, state=first.last_state)
+    second = run_tap(config, state=first.last_state, streams=ADS)
     assert second.returncode == 0, second.stderr[-3000:]
     assert sorted(second.ids()) == sorted(changed["updated"] + changed["created"] + changed_2["updated"])
 
@@ -72,7 +72,7 @@ def test_incremental_returns_exactly_the_changed_ads(sandbox):
     assert all("filtering" in e["params"] for e in requests[-2:])
 
     sandbox.advance_clock(seconds=5)
-    third = run_tap(config, state=second.last_state)
+    third = run_tap(config, state=second.last_state, streams=ADS)
     assert third.returncode == 0
     assert third.ids() == []
 
@@ -80,7 +80,7 @@ def test_incremental_returns_exactly_the_changed_ads(sandbox):
 def test_bookmark_never_skips_an_update_made_during_the_run(sandbox):
     """Ads updated while their partition is being read are read again by the next run."""
     config = base_config(sandbox.url, ["1001"], page_size=100, checkpoint_every_pages=1)
-    baseline = run_tap(config)
+    baseline = run_tap(config, streams=ADS)
     assert baseline.returncode == 0
     sandbox.advance_clock(seconds=5)
     sandbox.mutate(account_id="1001", update=3)  # something for the next run to read
@@ -94,12 +94,12 @@ def test_bookmark_never_skips_an_update_made_during_the_run(sandbox):
             ids = run.ids()[:2]
             updated.extend(sandbox.mutate(account_id="1001", update_ids=ids)["updated"])
 
-    during = run_streaming(config, state=baseline.last_state, on_message=update_read_ads)
+    during = run_streaming(config, state=baseline.last_state, on_message=update_read_ads, streams=ADS)
     assert during.returncode == 0, during.stderr[-3000:]
     assert updated
 
     sandbox.advance_clock(seconds=5)
-    after = run_tap(config, state=during.last_state)
+    after = run_tap(config, state=during.last_state, streams=ADS)
     assert after.returncode == 0
     assert set(updated) <= set(after.ids())
 
@@ -108,7 +108,7 @@ def test_start_date_limits_history(sandbox):
     ads = truth(sandbox, "1002")
     times = sorted(ad["updated_time"] for ad in ads.values())
     start = times[len(times) // 2]
-    run = run_tap(base_config(sandbox.url, ["1002"], start_date=start, page_size=500))
+    run = run_tap(base_config(sandbox.url, ["1002"], start_date=start, page_size=500), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     from tap_meta_ads.checkpoint import to_epoch
 
@@ -118,9 +118,8 @@ def test_start_date_limits_history(sandbox):
 
 def test_deselected_properties_shrink_fields_on_the_wire(sandbox, tmp_path):
     config = base_config(sandbox.url, ["1002"], page_size=500)
-    discovered = run_tap(config, extra_args=["--discover"])
-    catalog = json.loads(discovered.stdout)
-    stream = catalog["streams"][0]
+    catalog = catalog_selecting(ADS)
+    stream = next(s for s in catalog["streams"] if s["tap_stream_id"] == "ads")
     keep = {"id", "updated_time", "name", "status"}
     for entry in stream["metadata"]:
         breadcrumb = entry["breadcrumb"]
@@ -145,7 +144,7 @@ def test_token_never_in_url_output_or_state_across_errors(make_sandbox):
     faults = FaultPlan.from_specs(["http503@2", "reset@4", "throttle:17@6", "token_expired@9"])
     sandbox = make_sandbox(tokens=(secret,), app_secret="app-SECRET-55", faults=faults)
     config = base_config(sandbox.url, ACCOUNTS, access_token=secret, app_secret="app-SECRET-55", page_size=500)
-    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"})
+    run = run_tap(config, env={"TAP_META_ADS_LOGLEVEL": "DEBUG"}, streams=ADS)
     assert run.returncode != 0  # the expired token at request 9 ends the run
     assert "invalid or expired" in run.stderr
     assert sandbox.stats()["faulted"] >= 4
@@ -208,7 +207,7 @@ def test_bad_config_fails_before_any_request(sandbox, override, setting):
             config.pop(key)
         else:
             config[key] = value
-    run = run_tap(config)
+    run = run_tap(config, streams=ADS)
     assert run.returncode != 0
     errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
     assert errors and setting in errors[0], run.stderr

@@ -13,10 +13,8 @@ from __future__ import annotations
 import bisect
 import functools
 import json
-import random
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -31,6 +29,10 @@ KIND_CAMPAIGN = 2
 KIND_CREATIVE = 3
 KIND_LABEL = 4
 KIND_PIXEL = 5
+KIND_IMAGE = 6
+KIND_VIDEO = 7
+KIND_CUSTOM_CONVERSION = 8
+KIND_MAX = KIND_CUSTOM_CONVERSION
 
 # The hierarchy is derived from the ad index: these many ads per ad set, ad sets per campaign.
 ADS_PER_ADSET = 6
@@ -290,6 +292,11 @@ def format_time(epoch: int, offset: int, suffix: str) -> str:
     return f"{_date_text(day)}{_HOUR_TEXT[hour]}{_MINUTE_SECOND_TEXT[seconds]}{suffix}"
 
 
+def page_id_of(account_key: int) -> str:
+    """The Facebook page an account's ads and creatives speak for (one per account)."""
+    return str(100000000000000 + account_key % 900000000000000)
+
+
 @dataclass
 class AdOverride:
     """What mutations changed about one ad; everything else stays a function of its index."""
@@ -313,16 +320,35 @@ class MutationResult:
         return {"updated": self.updated, "created": self.created, "deleted": self.deleted}
 
 
-class AdCollection:
-    """The ads of one ad account, addressed by index (the edge's stable order).
+class IndexedCollection:
+    """The objects of one edge of one ad account, addressed by index (the edge's stable order).
 
-    The edge protocol the server pages over: :attr:`count`, :meth:`effective_status`,
-    :meth:`updated_epoch` and :meth:`row`. A later edge (campaigns, ad sets, ...) implements the same four.
+    The edge protocol the server pages over (see :class:`~tap_meta_ads.sandbox.edges.Collection`):
+    :attr:`count`, :meth:`effective_status`, :meth:`updated_epoch`, :meth:`members` and :meth:`row`. An object
+    is a pure function of ``(seed, account, kind, index)`` plus a small overlay of mutations (``overrides``);
+    subclasses only say what an object looks like (``members``) and which statuses it can have.
+
+    ``status_param``: the query parameter Meta's edge takes to choose statuses (``effective_status`` for ads,
+    ad sets and campaigns; ``None`` for edges that take none, where the sandbox refuses it).
+    ``default_visible``: what the edge lists when no status is asked for. ``filter_fields``: the fields the
+    edge's ``filtering`` accepts (``updated_time``, ``effective_status``); empty for edges that take none.
     """
 
     node_type = "Ad"
     filter_prefix = "ad"
-    fields: tuple[str, ...] = AD_FIELDS
+    kind = KIND_AD
+    fields: tuple[str, ...] = ()
+    status_param: str | None = "effective_status"
+    filter_fields: frozenset[str] = frozenset({"updated_time", "effective_status"})
+    #: Every value of the object's status (what the status param and filters accept), and the default view.
+    statuses: tuple[str, ...] = EFFECTIVE_STATUSES
+    default_visible: frozenset[str] = DEFAULT_VISIBLE
+    #: Status of a deleted / archived object (``None``: the object type has no such status).
+    deleted_status: str | None = "DELETED"
+    archived_status: str | None = "ARCHIVED"
+    #: Statuses of objects that are neither archived nor deleted: cumulative thresholds and their statuses.
+    live_thresholds: tuple[float, ...] = _LIVE_THRESHOLDS
+    live_statuses: tuple[str, ...] = _LIVE_STATUSES
 
     def __init__(
         self,
@@ -335,37 +361,34 @@ class AdCollection:
         self.seed = seed
         self.account_id = account_id
         self.base_count = base_count
-        self.archived_ratio = archived_ratio
-        self.deleted_ratio = deleted_ratio
+        self.archived_ratio = archived_ratio if self.archived_status else 0.0
+        self.deleted_ratio = deleted_ratio if self.deleted_status else 0.0
         self.created_count = 0
         self.overrides: dict[int, AdOverride] = {}
-        self._key = mix64(mix64(seed & _M64) ^ int(account_id))
-        self._tz_offset, self._tz_suffix = _TZ_OFFSETS[self._key % len(_TZ_OFFSETS)]
+        account_key = mix64(mix64(seed & _M64) ^ int(account_id))
+        # ads keep the key they always had; every other kind mixes its kind in, so their hashes differ
+        self._key = account_key if self.kind == KIND_AD else mix64(account_key ^ (self.kind * _INDEX_SPREAD))
+        self._account_key = account_key
+        self._tz_offset, self._tz_suffix = _TZ_OFFSETS[account_key % len(_TZ_OFFSETS)]
         # Per instance, so the cache dies with the collection; lru_cache is thread-safe and bounded.
         self._cached_base_status = functools.lru_cache(maxsize=STATUS_CACHE_SIZE)(self._compute_base_effective_status)
-        self._adset_members = functools.lru_cache(maxsize=ADSET_CACHE_SIZE)(self._format_adset_members)
-        # What is the same for every ad of the account is formatted once, here, not once per row.
-        self._id_prefix = tuple(object_id(kind, account_id, 0)[:-_INDEX_DIGITS] for kind in range(KIND_PIXEL + 1))
-        pixel_spec = f'{{"action.type":["offsite_conversion"],"fb_pixel":["{object_id(KIND_PIXEL, account_id, 0)}"]}}'
-        page_id = 100000000000000 + self._key % 900000000000000
-        app_id = 1000000000000 + (self._key >> 20) % 9000000000000
-        self._account_member = f'"account_id":"{account_id}"'
-        self._app_member = f'"last_updated_by_app_id":"{app_id}"'
-        self._conversion_specs_member = f'"conversion_specs":[{pixel_spec}]'
-        self._tracking_specs_head = (
-            f'"tracking_specs":[{pixel_spec},{{"action.type":["post_engagement"],"page":["{page_id}"],"post":["'
-        )
+        self._id_prefix = tuple(object_id(kind, account_id, 0)[:-_INDEX_DIGITS] for kind in range(KIND_MAX + 1))
 
     @property
     def count(self) -> int:
-        """Number of ads ever created in the account (visible or not): the edge's positions."""
+        """Number of objects ever created in the account (visible or not): the edge's positions."""
         return self.base_count + self.created_count
+
+    @property
+    def live(self) -> frozenset[str]:
+        """Statuses of objects a mutation may pick: visible by default, neither archived nor deleted."""
+        return self.default_visible - {self.archived_status, self.deleted_status}
 
     def _h(self, index: int, salt: int) -> int:
         return mix64(self._key ^ (index * _INDEX_SPREAD + salt))
 
     def base_effective_status(self, index: int) -> str:
-        """Effective status before mutations: a pure function of the index and the configured ratios.
+        """Status before mutations: a pure function of the index and the configured ratios.
 
         Memoised for the last :data:`STATUS_CACHE_SIZE` indexes (see ``__init__``): a page reads the status
         of each position twice, once to select it and once to write it, and the hashes are the costly part.
@@ -377,15 +400,15 @@ class AdCollection:
         if self.deleted_ratio or self.archived_ratio:
             u = self._h(index, 1) / 18446744073709551616.0
             if u < self.deleted_ratio:
-                return "DELETED"
+                return self.deleted_status or ""
             if u < self.deleted_ratio + self.archived_ratio:
-                return "ARCHIVED"
+                return self.archived_status or ""
         v = self._h(index, 2) / 18446744073709551616.0
         # The first status whose cumulative threshold is above v.
-        return _LIVE_STATUSES[bisect.bisect_right(_LIVE_THRESHOLDS, v)]
+        return self.live_statuses[bisect.bisect_right(self.live_thresholds, v)]
 
     def effective_status(self, index: int) -> str:
-        """Current effective status of ad ``index``."""
+        """Current status of object ``index``."""
         ov = self.overrides.get(index)
         if ov is not None and ov.effective_status is not None:
             return ov.effective_status
@@ -398,23 +421,71 @@ class AdCollection:
         updated = created + (h >> 32) % (_T_END - created)
         return created, updated
 
+    def times(self, index: int) -> tuple[int, int, int]:
+        """(created, updated, revision) after mutations."""
+        created, updated = self.base_times(index)
+        ov = self.overrides.get(index)
+        if ov is None:
+            return created, updated, 0
+        return (created if ov.created is None else ov.created), ov.updated, ov.revision
+
     def updated_epoch(self, index: int) -> int:
-        """Current ``updated_time`` of ad ``index`` as a Unix epoch."""
+        """Current ``updated_time`` of object ``index`` as a Unix epoch."""
         ov = self.overrides.get(index)
         if ov is not None:
             return ov.updated
         return self.base_times(index)[1]
 
     def id_of(self, index: int) -> str:
-        """The ad's id."""
-        return object_id(KIND_AD, self.account_id, index)
+        """The object's id."""
+        return object_id(self.kind, self.account_id, index)
 
-    def index_of(self, ad_id: str) -> int | None:
-        """Index of an ad id of this account, or ``None``."""
-        parsed = parse_object_id(ad_id)
-        if parsed is None or parsed[0] != KIND_AD or parsed[1] != self.account_id:
+    def index_of(self, oid: str) -> int | None:
+        """Index of an object id of this account and kind, or ``None``."""
+        parsed = parse_object_id(oid)
+        if parsed is None or parsed[0] != self.kind or parsed[1] != self.account_id:
             return None
         return parsed[2] if parsed[2] < self.count else None
+
+    def row(self, index: int) -> dict[str, Any]:
+        """The full object as a dict (every field it has a value for): the ground truth tests compare with."""
+        members = self.members(index)
+        parsed: dict[str, Any] = json.loads("{" + ",".join(filter(None, (members[f] for f in self.fields))) + "}")
+        return parsed
+
+    def members(self, index: int) -> dict[str, str]:
+        """The object as ``{field: JSON member text}`` (``""`` when it has no value): pages are joined from these."""
+        raise NotImplementedError
+
+    def iter_visible(self, statuses: frozenset[str]) -> Iterator[int]:
+        """Indexes (in edge order) whose status is in ``statuses``."""
+        for i in range(self.count):
+            if self.effective_status(i) in statuses:
+                yield i
+
+
+class AdCollection(IndexedCollection):
+    """The ads of one ad account: Meta's Ad, generated as JSON member texts for speed (the hot path)."""
+
+    node_type = "Ad"
+    filter_prefix = "ad"
+    kind = KIND_AD
+    fields: tuple[str, ...] = AD_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - IndexedCollection's signature
+        super().__init__(*args, **kwargs)
+        account_id = self.account_id
+        self._adset_members = functools.lru_cache(maxsize=ADSET_CACHE_SIZE)(self._format_adset_members)
+        # What is the same for every ad of the account is formatted once, here, not once per row.
+        pixel_spec = f'{{"action.type":["offsite_conversion"],"fb_pixel":["{object_id(KIND_PIXEL, account_id, 0)}"]}}'
+        page_id = page_id_of(self._key)
+        app_id = 1000000000000 + (self._key >> 20) % 9000000000000
+        self._account_member = f'"account_id":"{account_id}"'
+        self._app_member = f'"last_updated_by_app_id":"{app_id}"'
+        self._conversion_specs_member = f'"conversion_specs":[{pixel_spec}]'
+        self._tracking_specs_head = (
+            f'"tracking_specs":[{pixel_spec},{{"action.type":["post_engagement"],"page":["{page_id}"],"post":["'
+        )
 
     def row(self, index: int) -> dict[str, Any]:
         """The full ad as a dict (every field it has a value for): the ground truth tests compare with."""
@@ -545,111 +616,3 @@ class AdCollection:
                 f'"creative_asset_groups_spec":{{"groups":[{{"group_id":"{h >> 16}","texts":[{{"text":"{name}"}}]}}]}}'
             )
             ad["recommendations"] = f'"recommendations":{_RECOMMENDATIONS}'
-
-    def iter_visible(self, statuses: frozenset[str]) -> Iterator[int]:
-        """Indexes (in edge order) whose effective status is in ``statuses``."""
-        for i in range(self.count):
-            if self.effective_status(i) in statuses:
-                yield i
-
-
-class DataStore:
-    """All accounts' data plus the mutation machinery; one lock guards every mutation."""
-
-    def __init__(
-        self,
-        seed: int,
-        accounts: dict[str, int],
-        archived_ratio: float,
-        deleted_ratio: float,
-    ) -> None:
-        self.seed = seed
-        self.ads: dict[str, AdCollection] = {
-            acct: AdCollection(seed, acct, n, archived_ratio, deleted_ratio) for acct, n in accounts.items()
-        }
-        self._lock = threading.Lock()
-        self._last_stamp = 0
-        self._mutations = 0
-
-    def account_ids(self) -> list[str]:
-        """Configured account ids, in configuration order."""
-        return list(self.ads)
-
-    def _pick(self, coll: AdCollection, rng: random.Random, k: int, taken: set[int]) -> list[int]:
-        """Pick ``k`` distinct default-visible ads at random (deterministically) that are not yet taken."""
-        picked: list[int] = []
-        attempts = 0
-        limit = 50 * (k + 10) + coll.count
-        while len(picked) < k and attempts < limit:
-            attempts += 1
-            i = rng.randrange(coll.count) if coll.count else 0
-            if coll.count and i not in taken and coll.effective_status(i) in DEFAULT_VISIBLE:
-                taken.add(i)
-                picked.append(i)
-        if len(picked) < k:
-            raise ValueError(f"account {coll.account_id} has fewer than {k} visible ads left to pick")
-        return picked
-
-    def mutate(
-        self,
-        account_id: str,
-        stamp_floor: float,
-        *,
-        update: int = 0,
-        create: int = 0,
-        delete: int = 0,
-        update_ids: Iterable[str] = (),
-        delete_ids: Iterable[str] = (),
-    ) -> tuple[MutationResult, int]:
-        """Apply one mutation batch and return what it touched plus the stamp it used.
-
-        All objects of one batch share one ``updated_time`` stamp, strictly after every earlier stamp and
-        no earlier than ``stamp_floor`` (the virtual clock), so an incremental sync can be checked exactly.
-        """
-        coll = self.ads.get(account_id)
-        if coll is None:
-            raise ValueError(f"unknown account_id {account_id!r}")
-        for label, n in (("update", update), ("create", create), ("delete", delete)):
-            if n < 0:
-                raise ValueError(f"{label} must be >= 0")
-        with self._lock:
-            explicit_update = [self._index_or_raise(coll, x) for x in update_ids]
-            explicit_delete = [self._index_or_raise(coll, x) for x in delete_ids]
-            self._mutations += 1
-            rng = random.Random(mix64(self.seed ^ (self._mutations * 0x9E3779B1)))  # noqa: S311 - reproducible
-            taken = set(explicit_update) | set(explicit_delete)
-            to_update = explicit_update + self._pick(coll, rng, update, taken)
-            to_delete = explicit_delete + self._pick(coll, rng, delete, taken)
-            stamp = max(int(stamp_floor), self._last_stamp + 1)
-            self._last_stamp = stamp
-            for i in to_update:
-                ov = coll.overrides.get(i)
-                if ov is None:
-                    ov = coll.overrides[i] = AdOverride(updated=stamp)
-                ov.updated = stamp
-                ov.revision += 1
-            for i in to_delete:
-                ov = coll.overrides.get(i)
-                if ov is None:
-                    ov = coll.overrides[i] = AdOverride(updated=stamp)
-                ov.updated = stamp
-                ov.effective_status = "DELETED"
-            created: list[int] = []
-            for _ in range(create):
-                i = coll.count
-                coll.overrides[i] = AdOverride(updated=stamp, effective_status="ACTIVE", created=stamp)
-                coll.created_count += 1
-                created.append(i)
-        result = MutationResult(
-            updated=[coll.id_of(i) for i in to_update],
-            created=[coll.id_of(i) for i in created],
-            deleted=[coll.id_of(i) for i in to_delete],
-        )
-        return result, stamp
-
-    @staticmethod
-    def _index_or_raise(coll: AdCollection, ad_id: str) -> int:
-        index = coll.index_of(str(ad_id))
-        if index is None:
-            raise ValueError(f"ad {ad_id!r} does not belong to account {coll.account_id}")
-        return index

@@ -1,8 +1,8 @@
 """The table of Graph API edges the sandbox serves.
 
-Why a table: every edge of an ad account (ads now; campaigns, ad sets, ad creatives, insights later) is
-paged, filtered and projected the same way, so adding one is a collection class in ``data.py`` with the
-four members of :class:`Collection` plus one row here.
+Why a table: every edge of an ad account (ads, campaigns, ad sets, creatives, images, videos, custom
+conversions) is paged, filtered and projected the same way, so adding one is a collection class (``data.py``,
+``objects.py``) with the members of :class:`Collection` plus one row here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol
 
-from tap_meta_ads.sandbox.data import DataStore
+from tap_meta_ads.sandbox.store import EDGE_NAMES, DataStore
 
 
 class Collection(Protocol):
@@ -21,6 +21,13 @@ class Collection(Protocol):
     node_type: str
     filter_prefix: str
     fields: tuple[str, ...]
+    #: ``effective_status`` when the edge takes that parameter, else ``None`` (then it is refused).
+    status_param: str | None
+    #: Fields the edge's ``filtering`` accepts (without prefix); empty when it takes no ``filtering``.
+    filter_fields: frozenset[str]
+    #: Every status value, and the ones listed when none is asked for.
+    statuses: tuple[str, ...]
+    default_visible: frozenset[str]
 
     @property
     def count(self) -> int:
@@ -62,8 +69,15 @@ class Edge:
 
     name: str
     collection: Callable[[DataStore, str], Collection | None]
+    #: The edge's own page budget in bytes (``--page-budget-bytes`` applies on top): a page estimated larger
+    #: fails with "Please reduce the amount of data". Meta answers so most often on ``adcreatives``, whose
+    #: rows carry story specs and asset feeds; 100 KB lets pages of 50 creatives through, not 100.
+    page_budget_bytes: int | None = None
 
 
-EDGES: dict[str, Edge] = {
-    "ads": Edge("ads", lambda store, account_id: store.ads.get(account_id)),
-}
+def _edge(name: str, page_budget_bytes: int | None = None) -> Edge:
+    return Edge(name, lambda store, account_id: store.edges[name].get(account_id), page_budget_bytes)
+
+
+EDGES: dict[str, Edge] = {name: _edge(name) for name in EDGE_NAMES}
+EDGES["adcreatives"] = _edge("adcreatives", page_budget_bytes=100_000)

@@ -13,11 +13,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tap_meta_ads.sandbox.data import DEFAULT_VISIBLE, EFFECTIVE_STATUSES
 from tap_meta_ads.sandbox.edges import Collection
 from tap_meta_ads.sandbox.errors import expired_cursor, invalid_cursor, invalid_parameter
 
-_ALL_STATUSES = frozenset(EFFECTIVE_STATUSES)
 _TIME_OPERATORS = ("GREATER_THAN", "LESS_THAN", "GREATER_THAN_OR_EQUAL", "LESS_THAN_OR_EQUAL")
 
 
@@ -116,13 +114,13 @@ def parse_limit(text: str | None, max_limit: int, default: int) -> int:
     return min(value, max_limit)
 
 
-def _status_list(value: object, what: str) -> frozenset[str]:
+def _status_list(value: object, what: str, known: tuple[str, ...]) -> frozenset[str]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
         raise invalid_parameter(f"(#100) {what} must be an array of strings")
-    bad = [v for v in items if v not in _ALL_STATUSES]
+    bad = [v for v in items if v not in known]
     if bad:
-        allowed = ", ".join(EFFECTIVE_STATUSES)
+        allowed = ", ".join(known)
         raise invalid_parameter(f"(#100) {what} must be one of {{{allowed}}}, got {bad[0]}")
     return frozenset(items)
 
@@ -155,12 +153,15 @@ class _Filters:
     gt: int | None = None
     lt: int | None = None
 
-    def add(self, clause: object, prefix: str) -> None:
-        """Fold one ``{"field", "operator", "value"}`` clause in; code 100 for anything unsupported."""
+    def add(self, clause: object, coll: Collection) -> None:
+        """Fold one ``{"field", "operator", "value"}`` clause in; code 100 for anything the edge does not take."""
         if not isinstance(clause, dict) or not {"field", "operator", "value"} <= set(clause):
             raise invalid_parameter("(#100) param filtering[] must be an object with keys field, operator and value")
         field, op, value = clause["field"], clause["operator"], clause["value"]
-        name = field.removeprefix(prefix) if isinstance(field, str) else ""
+        name = field.removeprefix(coll.filter_prefix + ".") if isinstance(field, str) else ""
+        known = coll.statuses
+        if name not in coll.filter_fields:
+            raise invalid_parameter(f"(#100) Filtering field {field!r} with operation {op!r} is not supported")
         if name == "updated_time" and op in _TIME_OPERATORS:
             epoch = _epoch(value, field)
             if op in ("GREATER_THAN", "GREATER_THAN_OR_EQUAL"):
@@ -170,10 +171,10 @@ class _Filters:
                 bound = epoch + 1 if op == "LESS_THAN_OR_EQUAL" else epoch
                 self.lt = bound if self.lt is None else min(self.lt, bound)
         elif name == "effective_status" and op in ("IN", "EQUAL"):
-            wanted = _status_list(value, f"Filtering value for {field}")
+            wanted = _status_list(value, f"Filtering value for {field}", known)
             self.include = wanted if self.include is None else self.include & wanted
         elif name == "effective_status" and op == "NOT_IN":
-            self.exclude |= _status_list(value, f"Filtering value for {field}")
+            self.exclude |= _status_list(value, f"Filtering value for {field}", known)
         else:
             raise invalid_parameter(f"(#100) Filtering field {field!r} with operation {op!r} is not supported")
 
@@ -194,17 +195,21 @@ def parse_query(
     limit = parse_limit(params.get("limit"), max_limit, default_limit)
     statuses: frozenset[str] | None = None
     if "effective_status" in params:
-        statuses = _status_list(_json_param(params, "effective_status"), "param effective_status")
+        if coll.status_param != "effective_status":
+            raise invalid_parameter(f"(#100) param effective_status is not supported on edge {edge}")
+        statuses = _status_list(_json_param(params, "effective_status"), "param effective_status", coll.statuses)
     filters = _Filters()
     if "filtering" in params:
+        if not coll.filter_fields:
+            raise invalid_parameter(f"(#100) param filtering is not supported on edge {edge}")
         clauses = _json_param(params, "filtering")
         if not isinstance(clauses, list):
             raise invalid_parameter("(#100) param filtering must be an array.")
         for clause in clauses:
-            filters.add(clause, coll.filter_prefix + ".")
+            filters.add(clause, coll)
     # The effective_status param or an IN clause lifts Meta's default (no ARCHIVED, no DELETED).
     if statuses is None:
-        statuses = _ALL_STATUSES if filters.include is not None else DEFAULT_VISIBLE
+        statuses = frozenset(coll.statuses) if filters.include is not None else coll.default_visible
     if filters.include is not None:
         statuses &= filters.include
     statuses -= filters.exclude

@@ -27,7 +27,7 @@ from typing import Any, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tap_meta_ads.sandbox.config import DEFAULT_LIMIT, SandboxConfig
-from tap_meta_ads.sandbox.data import DEFAULT_VISIBLE, EFFECTIVE_STATUSES, DataStore, MutationResult
+from tap_meta_ads.sandbox.data import MutationResult
 from tap_meta_ads.sandbox.edges import EDGES, Collection, member_getter
 from tap_meta_ads.sandbox.errors import (
     GraphError,
@@ -45,14 +45,15 @@ from tap_meta_ads.sandbox.faults import (
     throttle_error,
 )
 from tap_meta_ads.sandbox.insights import InsightsService
-from tap_meta_ads.sandbox.paging import Cursor, EdgeQuery, parse_query, select_page
+from tap_meta_ads.sandbox.paging import Cursor, EdgeQuery, parse_fields, parse_query, select_page
 from tap_meta_ads.sandbox.stats import Stats
+from tap_meta_ads.sandbox.store import DataStore
 from tap_meta_ads.sandbox.usage import RateLimiter, VirtualClock
 
 _GRAPH_PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<node>[^/]+)(?:/(?P<edge>[^/]+))?/?$")
 _VERSION = re.compile(r"^v\d{1,2}\.0$")
 _ACCOUNT_NODE = re.compile(r"^act_(?P<id>\d+)$")
-_TRUTH_PATH = re.compile(r"^/_sandbox/truth/act_(?P<id>\d+)/(?P<edge>[a-z_]+)/?$")
+_TRUTH_PATH = re.compile(r"^/_sandbox/truth/act_(?P<id>\d+)(?:/(?P<edge>[a-z_]+))?/?$")
 
 JSON_TYPE = "application/json; charset=UTF-8"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -222,18 +223,23 @@ class SandboxApp:
             raise unsupported_get(m["node"])
         account_id = acct["id"]
         edge = EDGES.get(m["edge"] or "")
-        if edge is None:
-            name = m["edge"] or "(node)"
-            raise invalid_parameter(f"(#100) Tried accessing nonexisting field ({name}) on node type (AdAccount)")
-        coll = edge.collection(self.store, account_id)
-        if coll is None:  # pragma: no cover - every configured account has every edge
-            raise unsupported_get(m["node"])
+        if edge is None and m["edge"] is not None:
+            raise invalid_parameter(f"(#100) Tried accessing nonexisting field ({m['edge']}) on node type (AdAccount)")
         now = self.clock.now()
         decision = self.limiter.call(account_id, now)
         usage.update(decision.headers)
         if decision.throttled:
             err = throttle_error(decision.code, decision.subcode)
             return json_reply(err.status, err.body(), usage), -1
+        if edge is None:  # GET /act_{id}: the account node itself, one object and no paging
+            node = self.store.accounts[account_id]
+            fields = parse_fields(req.params.get("fields"), node)
+            members = node.members(0)
+            body = "{" + ",".join(filter(None, (members[f] for f in fields))) + "}"
+            return Reply(200, [body.encode()], {**usage, "facebook-api-version": m["version"]}), 1
+        coll = edge.collection(self.store, account_id)
+        if coll is None:  # pragma: no cover - every configured account has every edge
+            raise unsupported_get(m["node"])
         query = parse_query(
             req.params,
             coll,
@@ -244,7 +250,7 @@ class SandboxApp:
             default_limit=DEFAULT_LIMIT,
             cursor_ttl=self.config.cursor_ttl_seconds,
         )
-        self._check_page_budget(edge.name, coll, query)
+        self._check_page_budget(edge.name, coll, query, edge.page_budget_bytes)
         chunks, rows = self._page_body(req, edge=edge.name, account_id=account_id, coll=coll, query=query, now=int(now))
         return Reply(200, chunks, {**usage, "facebook-api-version": m["version"]}), rows
 
@@ -302,11 +308,15 @@ class SandboxApp:
                 self._field_bytes[edge] = sizes
             return sizes
 
-    def _check_page_budget(self, edge: str, coll: Collection, query: EdgeQuery) -> None:
-        """Fail a page whose estimated size (rows asked x bytes per row) is over the budget, as Meta does."""
-        budget = self.config.page_budget_bytes
-        if budget is None:
+    def _check_page_budget(self, edge: str, coll: Collection, query: EdgeQuery, edge_budget: int | None) -> None:
+        """Fail a page whose estimated size (rows asked x bytes per row) is over the budget, as Meta does.
+
+        The budget is the smaller of the configured one and the edge's own (see ``edges.py``).
+        """
+        budgets = [b for b in (self.config.page_budget_bytes, edge_budget) if b is not None]
+        if not budgets:
             return
+        budget = min(budgets)
         sizes = self.field_bytes(edge, coll)
         estimate = query.limit * (2 + sum(sizes[f] for f in query.fields))
         if estimate > budget:
@@ -377,16 +387,18 @@ class SandboxApp:
         self,
         account_id: str,
         *,
+        edge: str = "ads",
         update: int = 0,
         create: int = 0,
         delete: int = 0,
         update_ids: list[str] | tuple[str, ...] = (),
         delete_ids: list[str] | tuple[str, ...] = (),
     ) -> MutationResult:
-        """Update, create and delete ads; every touched ad gets one fresh ``updated_time`` stamp."""
+        """Update, create and delete objects of one edge; every touched object gets one fresh ``updated_time``."""
         result, stamp = self.store.mutate(
             str(account_id),
             self.clock.now(),
+            edge=edge,
             update=update,
             create=create,
             delete=delete,
@@ -400,21 +412,39 @@ class SandboxApp:
         """Replace the fault plan; its request numbering starts again at 1."""
         self.injector = FaultInjector(plan)
 
+    def visible(
+        self, edge: str, account_id: str, statuses: list[str] | tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """Ground truth: every object of an edge (all fields) listed under those statuses, in edge order.
+
+        ``statuses`` are the edge's status values (``effective_status`` for ads, ad sets and campaigns);
+        ``None`` is what the edge lists by default. An edge without a status parameter never lists more than
+        its default, whatever is asked (deleted videos and custom conversions are gone).
+        """
+        coll = self.store.collection(edge, str(account_id))
+        if statuses is None:
+            wanted = coll.default_visible
+        else:
+            bad = [s for s in statuses if s not in coll.statuses]
+            if bad:
+                raise ValueError(f"unknown status {bad[0]!r} for {edge}")
+            wanted = frozenset(statuses)
+            if coll.status_param is None:
+                wanted &= coll.default_visible
+        return [coll.row(i) for i in coll.iter_visible(wanted)]
+
     def visible_ads(
         self, account_id: str, effective_statuses: list[str] | tuple[str, ...] | None = None
     ) -> list[dict[str, Any]]:
         """Ground truth: every ad (all fields) visible under those statuses, in edge order."""
-        coll = self.store.ads.get(str(account_id))
-        if coll is None:
+        return self.visible("ads", account_id, effective_statuses)
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        """Ground truth: the ad account node with every field."""
+        node = self.store.accounts.get(str(account_id))
+        if node is None:
             raise ValueError(f"unknown account_id {account_id!r}")
-        if effective_statuses is None:
-            statuses = DEFAULT_VISIBLE
-        else:
-            bad = [s for s in effective_statuses if s not in EFFECTIVE_STATUSES]
-            if bad:
-                raise ValueError(f"unknown effective status {bad[0]!r}")
-            statuses = frozenset(effective_statuses)
-        return [coll.row(i) for i in coll.iter_visible(statuses)]
+        return node.row(0)
 
     def control(self, method: str, target: str, body: bytes) -> Reply:
         """Answer a ``/_sandbox/...`` control request (JSON in, JSON out, no auth)."""
@@ -497,21 +527,24 @@ class SandboxApp:
         )
         return self.limiter.settings()
 
-    def _control_truth(self, account_id: str, edge: str, query: str) -> object:
+    def _control_truth(self, account_id: str, edge: str | None, query: str) -> object:
+        if edge is None:
+            return self.account(account_id)
         if edge == "insights":
             return {"data": self.insights.truth(account_id, dict(parse_qsl(query)))}
-        if edge != "ads":
-            raise ValueError(f"no ground truth for edge {edge!r}")
         qs = dict(parse_qsl(query))
         statuses = None
         if "effective_status" in qs:
             statuses = json.loads(qs["effective_status"])
             if not isinstance(statuses, list):
                 raise ValueError("effective_status must be a JSON list")
-        return {"data": self.visible_ads(account_id, statuses)}
+        return {"data": self.visible(edge, account_id, statuses)}
 
     def _control_mutate(self, doc: dict[str, Any]) -> MutationResult:
-        _only_keys(doc, {"account_id", "update", "create", "delete", "update_ids", "delete_ids"})
+        _only_keys(doc, {"account_id", "edge", "update", "create", "delete", "update_ids", "delete_ids"})
+        edge = doc.get("edge", "ads")
+        if not isinstance(edge, str):
+            raise TypeError('edge must be a string such as "campaigns"')
         if "account_id" not in doc:
             raise ValueError("account_id is required")
         counts: dict[str, int] = {}
@@ -524,10 +557,11 @@ class SandboxApp:
         for key in ("update_ids", "delete_ids"):
             value = doc.get(key, [])
             if not isinstance(value, list):
-                raise TypeError(f"{key} must be a list of ad ids")
+                raise TypeError(f"{key} must be a list of object ids")
             ids[key] = [str(v) for v in value]
         return self.mutate(
             str(doc["account_id"]),
+            edge=edge,
             update=counts["update"],
             create=counts["create"],
             delete=counts["delete"],
@@ -736,6 +770,7 @@ class SandboxServer:
         self,
         account_id: str,
         *,
+        edge: str = "ads",
         update: int = 0,
         create: int = 0,
         delete: int = 0,
@@ -744,7 +779,13 @@ class SandboxServer:
     ) -> dict[str, list[str]]:
         """Same as ``POST /_sandbox/mutate``: ``{"updated": [...], "created": [...], "deleted": [...]}``."""
         return self.app.mutate(
-            account_id, update=update, create=create, delete=delete, update_ids=update_ids, delete_ids=delete_ids
+            account_id,
+            edge=edge,
+            update=update,
+            create=create,
+            delete=delete,
+            update_ids=update_ids,
+            delete_ids=delete_ids,
         ).as_dict()
 
     def advance_clock(self, seconds: float) -> float:
@@ -800,3 +841,13 @@ class SandboxServer:
     def insights_runs(self) -> list[dict[str, Any]]:
         """Every report run submitted so far (``GET /_sandbox/insights``'s ``runs``)."""
         return list(self.app.insights.describe()["runs"])
+
+    def visible(
+        self, edge: str, account_id: str, statuses: list[str] | tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """Ground truth of any edge (see :meth:`SandboxApp.visible`)."""
+        return self.app.visible(edge, account_id, statuses)
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        """Ground truth: the ad account node (``GET /act_{id}``) with every field."""
+        return self.app.account(account_id)
