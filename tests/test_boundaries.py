@@ -19,7 +19,18 @@ import requests
 from tap_meta_ads.errors import connect_failure
 from tap_meta_ads.sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.tap_harness import FAST_RETRIES, TAP, TapRun, base_config, duplicates, parse_messages, run_streaming, run_tap
+from tests.tap_harness import (
+    ADS,
+    FAST_RETRIES,
+    TAP,
+    TapRun,
+    base_config,
+    catalog_selecting,
+    duplicates,
+    parse_messages,
+    run_streaming,
+    run_tap,
+)
 
 ACCOUNTS = {"1001": 250, "1002": 150}
 ACCOUNT_IDS = ["1001", "1002"]
@@ -92,9 +103,13 @@ BAD_FILES = {
     "catalog-of-another-tap": (
         "catalog",
         {"streams": [{"tap_stream_id": "campaigns_of_another_tap", "schema": {}, "metadata": []}]},
-        "has no stream of this tap (ads); it lists: campaigns_of_another_tap",
+        "ads, adsets, advideos, campaigns, customconversions); it lists: campaigns_of_another_tap",
     ),
-    "catalog-no-stream-listed": ("catalog", {"streams": []}, "has no stream of this tap (ads); it lists: none"),
+    "catalog-no-stream-listed": (
+        "catalog",
+        {"streams": []},
+        "ads, adsets, advideos, campaigns, customconversions); it lists: none",
+    ),
     "catalog-bad-metadata": (
         "catalog",
         {"streams": [{"tap_stream_id": "ads", "schema": {}, "metadata": [{"breadcrumb": "properties"}]}]},
@@ -145,7 +160,7 @@ def test_settings_that_fail_validation_are_one_line_each_naming_the_setting(make
 def test_bookmarks_of_streams_the_tap_lacks_are_one_warning_and_the_run_goes_on(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     other = {"currently_syncing": None, "bookmarks": {"campaigns_of_another_tap": {"replication_key_value": 7}}}
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS), state=other)
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS), state=other, streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     warnings = [line for line in run.stderr.splitlines() if "| WARNING" in line]
     assert len(warnings) == 1
@@ -157,7 +172,7 @@ def test_bookmarks_of_streams_the_tap_lacks_are_one_warning_and_the_run_goes_on(
 def test_catalog_streams_the_tap_lacks_are_one_warning_and_the_run_goes_on(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     config = base_config(sandbox.url, ACCOUNT_IDS)
-    catalog = json.loads(run_tap(config, extra_args=["--discover"]).stdout)
+    catalog = catalog_selecting(ADS)
     catalog["streams"].append({"tap_stream_id": "campaigns_of_another_tap", "schema": {}, "metadata": []})
     run = run_tap(config, catalog=catalog)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -168,9 +183,9 @@ def test_catalog_streams_the_tap_lacks_are_one_warning_and_the_run_goes_on(make_
 
 def test_a_good_state_passes_the_checks_and_resumes(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS)
-    first = run_tap(base_config(sandbox.url, ACCOUNT_IDS))
+    first = run_tap(base_config(sandbox.url, ACCOUNT_IDS), streams=ADS)
     assert first.returncode == 0, first.stderr[-3000:]
-    again = run_tap(base_config(sandbox.url, ACCOUNT_IDS), state=first.last_state)
+    again = run_tap(base_config(sandbox.url, ACCOUNT_IDS), state=first.last_state, streams=ADS)
     assert again.returncode == 0, again.stderr[-3000:]
     assert [line for line in again.stderr.splitlines() if "| WARNING" in line or "| ERROR" in line] == []
     assert again.ids() == []  # nothing changed since the bookmarks
@@ -185,7 +200,10 @@ def test_a_target_that_stops_reading_is_one_line_with_what_it_received(make_sand
     config = tmp_path / "config.json"
     config.write_text(json.dumps(base_config(sandbox.url, ACCOUNT_IDS, page_size=50, checkpoint_every_pages=1)))
     # ``tap-meta-ads --config c.json | head -N``, with the real head
-    tap = subprocess.Popen([*TAP, "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(catalog_selecting(ADS)))
+    args = [*TAP, "--config", str(config), "--catalog", str(catalog)]
+    tap = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     head = subprocess.Popen(["head", f"-{lines}"], stdin=tap.stdout, stdout=subprocess.PIPE)
     assert tap.stdout is not None
     tap.stdout.close()  # only head reads it now
@@ -222,7 +240,7 @@ def test_unreachable_api_url_fails_within_a_minute_naming_the_host(refusing_port
     for setting in FAST_RETRIES:
         del config[setting]
     started = time.monotonic()
-    run = run_tap(config)
+    run = run_tap(config, streams=ADS)
     elapsed = time.monotonic() - started
     assert run.returncode == 1
     assert elapsed < 60
@@ -260,7 +278,7 @@ def test_a_host_that_never_answers_the_connect_is_given_up_in_seconds(silent_por
     # request_timeout_seconds stays 120: only the connect part is short, and one try is allowed
     config = base_config(f"http://127.0.0.1:{silent_port}", ["1001"], max_retries=0, request_timeout_seconds=120)
     started = time.monotonic()
-    run = run_tap(config)
+    run = run_tap(config, streams=ADS)
     elapsed = time.monotonic() - started
     assert run.returncode == 1
     (error,) = error_lines(run.stderr)
@@ -284,7 +302,7 @@ def test_connect_failure_tells_no_connection_from_a_fault_of_a_server_that_exist
 
 def test_resets_from_the_first_request_on_are_survived(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["reset@1,2,4"]))
-    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, page_size=50))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, page_size=50), streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sorted(run.ids()) == all_ids(sandbox)
     assert duplicates(run.ids()) == {}
@@ -302,7 +320,7 @@ def test_connection_faults_after_progress_keep_every_retry(make_sandbox):
             sandbox.stop()
         return False
 
-    run = run_streaming(config, state=None, on_message=stop_listening)
+    run = run_streaming(config, state=None, on_message=stop_listening, streams=ADS)
     assert run.returncode == 1
     (error,) = error_lines(run.stderr)
     assert "Gave up on ads account 1001 after 6 attempts" in error

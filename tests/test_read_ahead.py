@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.tap_harness import base_config, duplicates, run_tap
+from tests.tap_harness import ADS, base_config, duplicates, run_tap
 
 ACCOUNTS = {str(3001 + i): 450 + 50 * i for i in range(5)}
 IDS = [f"act_{a}" for a in ACCOUNTS]
@@ -17,7 +17,7 @@ IDS = [f"act_{a}" for a in ACCOUNTS]
 def test_accounts_are_fetched_at_once_but_written_one_after_another(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS, latency_seconds=0.02)
     config = base_config(sandbox.url, IDS, page_size=50, checkpoint_every_pages=3, parallel_accounts=3)
-    run = run_tap(config)
+    run = run_tap(config, streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     assert duplicates(run.ids()) == {}
     # written in the configured order, one account after another
@@ -37,7 +37,7 @@ def test_accounts_are_fetched_at_once_but_written_one_after_another(make_sandbox
 def test_every_state_covers_exactly_the_records_written_before_it(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     config = base_config(sandbox.url, IDS, page_size=50, checkpoint_every_pages=2, parallel_accounts=4)
-    run = run_tap(config)
+    run = run_tap(config, streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     written: dict[str, int] = dict.fromkeys(ACCOUNTS, 0)
     checked = 0
@@ -70,7 +70,7 @@ def test_the_app_budget_holds_with_accounts_read_at_once(make_sandbox, width):
         throttle_threshold_pct=50,
         backoff_max_seconds=5,
     )
-    run = run_tap(config)
+    run = run_tap(config, streams=ADS)
     assert run.returncode == 0, run.stderr[-3000:]
     assert sandbox.stats()["throttled"] == 0
     assert run.summary()["pacing_wait_seconds"] > 0
