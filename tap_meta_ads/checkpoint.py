@@ -172,6 +172,30 @@ def write_starting_value(stream: Stream, context: Mapping[str, Any]) -> None:
     stream._write_starting_replication_value(context)
 
 
+def save_progress(stream: Stream, context: Mapping[str, Any], key: str, progress: dict[str, Any]) -> None:
+    """Store a stream's own progress record (e.g. the insights run's contiguous days) and emit STATE now."""
+    stream.get_context_state(context)[key] = progress
+    emit_state(stream)
+
+
+def complete_with(stream: Stream, context: Mapping[str, Any], key: str, bookmark: str) -> None:
+    """End a partition whose bookmark is a text value (a date): drop its progress record, set the bookmark.
+
+    As :func:`complete` (the bookmark where the next run reads it, in the progress markers the SDK promotes,
+    and a STATE now); ISO dates compare correctly as text, and a bookmark never moves backwards.
+    """
+    state = stream.get_context_state(context)
+    state.pop(key, None)
+    old = state.get("replication_key_value")
+    value = max(old, bookmark) if isinstance(old, str) else bookmark
+    state["replication_key"] = stream.replication_key
+    state["replication_key_value"] = value
+    markers = state.setdefault(_PROGRESS_MARKERS, {})
+    markers["replication_key"] = stream.replication_key
+    markers["replication_key_value"] = value
+    emit_state(stream)
+
+
 def emit_state(stream: Stream) -> None:
     """Write the tap's STATE now, through the SDK's (private) writer."""
     stream.state_manager.is_flushed = False

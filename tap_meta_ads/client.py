@@ -309,6 +309,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         self._fetch_with_retries: Callable[[AccountFetch, str | None, int | None], GraphPage] = self.request_decorator(
             self.fetch_page
         )
+        #: any other Graph API call of an account (report runs, ...): same pacing, error table and retries
+        self.send_with_retries: Callable[..., requests.Response] = self.request_decorator(self.send)
         self._read_ahead: ReadAhead[str, GraphPage | None] | None = None
         self._plans: dict[str, AccountFetch] = {}
         self._proof = appsecret_proof(cfg["access_token"], cfg.get("app_secret"))
@@ -367,8 +369,6 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
             params[self.status_param] = self._statuses
         if next_page_token:
             params["after"] = next_page_token
-        if self._proof:
-            params["appsecret_proof"] = self._proof
         return params
 
     def filtering(self, since: int | None) -> list[dict[str, Any]]:
@@ -399,32 +399,45 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         raise_for_error(error, hint)
 
     def fetch_page(self, account: AccountFetch, after: str | None, since: int | None) -> GraphPage:
-        """One attempt at one page of one account: pace, send, note usage, classify, parse.
+        """One attempt at one page of one account: the edge's parameters, sent, parsed.
 
         Runs on the account's fetcher thread (``prefetch.py``); everything it changes is the account's own.
         """
-        stats = account.stats
-        if account.pace_wait > 0:
-            time.sleep(account.pace_wait)
-            stats.pacing_wait_seconds += account.pace_wait
-            account.pace_wait = 0.0
         context = account.context
         params = self.get_url_params(context, after)
         if not self.single_object:
             params["limit"] = account.page_size
         if rules := self.filtering(since):
             params["filtering"] = json.dumps(rules)
-        prepared = self.build_prepared_request(method="GET", url=self.get_url(context), params=params)
+        return self._parse_page(self.send(account, "GET", self.get_url(context), params))
+
+    def send(
+        self, account: AccountFetch, method: str, url: str, params: dict[str, Any], *, endpoint: str | None = None
+    ) -> requests.Response:
+        """One attempt at one Graph API call of an account: pace, send, note usage, classify.
+
+        Every call of the tap goes through here. A POST carries its parameters as a form body, as Meta's
+        SDKs send them. Returns a 2xx response; anything else raises through the error table.
+        """
+        stats = account.stats
+        if account.pace_wait > 0:
+            time.sleep(account.pace_wait)
+            stats.pacing_wait_seconds += account.pace_wait
+            account.pace_wait = 0.0
+        if self._proof:
+            params = {**params, "appsecret_proof": self._proof}
+        body = {"data": params} if method == "POST" else {"params": params}
+        prepared = self.build_prepared_request(method=method, url=url, **body)
         stats.requests += 1
         started, sent_at = time.perf_counter(), time.monotonic()
         timeouts = (min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout)
         response = self.requests_session.send(prepared, timeout=timeouts, allow_redirects=False)
-        self._log_duration(response, started, context)
+        self._log_duration(response, started, account.context, endpoint or self.edge)
         account.pace_wait = account.pacer.observe(Usage.from_headers(response.headers), sent_at=sent_at)
         self.validate_response(response)
-        return self._parse_page(response)
+        return response
 
-    def _log_duration(self, response: requests.Response, started: float, context: Context) -> None:
+    def _log_duration(self, response: requests.Response, started: float, context: Context, endpoint: str) -> None:
         """Keep the SDK's ``http_request_duration`` METRIC line, without the URL (it has the proof)."""
         point = metrics.Point(
             "timer",
@@ -432,7 +445,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
             value=time.perf_counter() - started,
             tags={
                 metrics.Tag.STREAM: self.name,
-                metrics.Tag.ENDPOINT: self.edge,
+                metrics.Tag.ENDPOINT: endpoint,
                 metrics.Tag.HTTP_STATUS_CODE: response.status_code,
                 metrics.Tag.STATUS: "succeeded" if response.ok else "failed",
                 metrics.Tag.CONTEXT: dict(context),

@@ -28,6 +28,7 @@ class Action(enum.Enum):
     RETRY = "transient"  # A passing fault: exponential backoff with jitter, then retry.
     SHRINK = "reduce_data"  # The page was too heavy: halve the page size, then retry.
     RESTART = "cursor_rejected"  # The saved cursor is no longer valid: restart from the bookmark.
+    RESUBMIT = "report_run_lost"  # An async report run's results are gone: submit the report run again.
     AUTH = "token_invalid"  # The token is invalid or expired: stop.
     PERMISSION = "permission"  # A permission is missing: stop.
     FATAL = "fatal"  # Anything else: stop with Meta's own words.
@@ -43,6 +44,9 @@ AUTH_CODES = frozenset({102, 190})
 PERMISSION_CODES = frozenset({10, *range(200, 300)})
 #: "Invalid cursors values": the code Meta answers a paging cursor it no longer accepts with.
 CURSOR_CODE = 2642
+#: "Error accessing adreport job": a report run's results could not be read, even after 100 %; known to
+#: pass when the report is submitted again (see the notes' "Async insights").
+REPORT_RUN_LOST_CODE = 2601
 #: The one message-text rule: Meta has no own code for a page that is too heavy.
 REDUCE_DATA_TEXT = "reduce the amount of data"
 
@@ -109,6 +113,8 @@ def classify(error: GraphError) -> Action:
         return Action.PERMISSION
     if code == CURSOR_CODE:
         return Action.RESTART
+    if code == REPORT_RUN_LOST_CODE:
+        return Action.RESUBMIT
     if error.is_transient or code in TRANSIENT_CODES:
         return Action.RETRY
     if code is None and error.status >= HTTP_SERVER_ERROR:
@@ -150,6 +156,14 @@ class CursorRejectedError(FatalAPIError):
         self.error = error
 
 
+class ReportRunLostError(FatalAPIError):
+    """A report run's results cannot be read (2601); the insights stream submits the report again."""
+
+    def __init__(self, error: GraphError) -> None:
+        super().__init__(error.describe())
+        self.error = error
+
+
 class GraphAPIError(FatalAPIError):
     """An error the run cannot get past; its text is the one line the operator sees."""
 
@@ -169,6 +183,8 @@ def raise_for_error(error: GraphError, wait_hint: float | None) -> None:
         raise TransientError(error.code_label, error.describe(), error)
     if action is Action.RESTART:
         raise CursorRejectedError(error)
+    if action is Action.RESUBMIT:
+        raise ReportRunLostError(error)
     if action is Action.AUTH:
         raise GraphAPIError(
             f"The access token is invalid or expired ({error.describe()}). Generate a new long-lived "

@@ -22,6 +22,7 @@ from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_meta_ads import schemas
 from tap_meta_ads.client import GraphStream
+from tap_meta_ads.insights import InsightsStream, ReportSpec
 
 #: One JSON schema per stream, named after the stream: the only list of each stream's fields.
 SCHEMAS = SchemaDirectory(schemas)
@@ -117,6 +118,13 @@ class AdAccountsStream(GraphStream):
     schema = StreamSchema(SCHEMAS)
 
 
+class AdsInsightsStream(InsightsStream):
+    """Daily performance of every ad through async report runs: one row per (day, ad), keyed on both."""
+
+    name = "ads_insights"
+    report = ReportSpec(name="ads_insights", level="ad")
+
+
 STREAM_TYPES: tuple[type[GraphStream], ...] = (
     AdsStream,
     AdSetsStream,
@@ -126,4 +134,5 @@ STREAM_TYPES: tuple[type[GraphStream], ...] = (
     AdVideosStream,
     CustomConversionsStream,
     AdAccountsStream,
+    AdsInsightsStream,
 )

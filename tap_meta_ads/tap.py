@@ -13,6 +13,14 @@ from typing_extensions import override
 
 from tap_meta_ads import cli, inputs, redact
 from tap_meta_ads.client import appsecret_proof
+from tap_meta_ads.insights import (
+    ACTION_BREAKDOWNS,
+    ATTRIBUTION_WINDOWS,
+    LEVELS,
+    InsightsStream,
+    report_problems,
+    reports_from_config,
+)
 from tap_meta_ads.monitor import RunMonitor
 from tap_meta_ads.streams import STREAM_TYPES
 
@@ -159,6 +167,82 @@ class TapMetaAds(Tap):
             description="How many ad accounts are fetched at the same time (each has its own rate budget; "
             "records and STATE are still written one account after another). 1 reads them in turn.",
         ),
+        th.Property(
+            "end_date",
+            th.DateType,
+            title="End date",
+            description="Last day of insights to extract (inclusive). Absent: today (UTC).",
+        ),
+        th.Property(
+            "insights_lookback_days",
+            th.IntegerType(minimum=0, maximum=365),
+            default=28,
+            title="Insights lookback (days)",
+            description="Each run reads insights again from this many days before the bookmark: Meta's "
+            "numbers keep changing for 28 days (attribution). Rows upsert on their key.",
+        ),
+        th.Property(
+            "insight_reports",
+            th.ArrayType(
+                th.ObjectType(
+                    th.Property("name", th.StringType, required=True, description="Stream ads_insights_<name>."),
+                    th.Property("level", th.StringType, allowed_values=list(LEVELS), description="Default ad."),
+                    th.Property("fields", th.ArrayType(th.StringType), description="Default: all of the level."),
+                    th.Property("breakdowns", th.ArrayType(th.StringType), description="Each becomes a key column."),
+                    th.Property(
+                        "action_breakdowns",
+                        th.ArrayType(th.StringType),
+                        description=f"Default [action_type]; any of {', '.join(ACTION_BREAKDOWNS)}.",
+                    ),
+                    th.Property(
+                        "action_attribution_windows",
+                        th.ArrayType(th.StringType),
+                        description=f"Default [1d_click, 7d_click, 1d_view]; any of {', '.join(ATTRIBUTION_WINDOWS)}.",
+                    ),
+                    th.Property("time_increment", th.IntegerType(minimum=1, maximum=90), description="Days per row."),
+                    additional_properties=False,
+                )
+            ),
+            default=[],
+            title="Custom insights reports",
+            description="Extra insights reports, each the stream ads_insights_<name>: {name, level, fields, "
+            "breakdowns, action_breakdowns, action_attribution_windows, time_increment}.",
+        ),
+        th.Property(
+            "insights_window_days",
+            th.IntegerType(minimum=1, maximum=90),
+            default=7,
+            title="Days per report run",
+            description="Days one async report run covers; a run that keeps failing is split further.",
+        ),
+        th.Property(
+            "insights_jobs_in_flight",
+            th.IntegerType(minimum=1, maximum=100),
+            default=10,
+            title="Report runs in flight",
+            description="Async report runs kept running at once per ad account.",
+        ),
+        th.Property(
+            "insights_poll_interval_seconds",
+            th.NumberType(minimum=0),
+            default=5,
+            title="First poll wait (seconds)",
+            description="Wait before a report run's first status poll; it grows 1.5x per poll, to 12x.",
+        ),
+        th.Property(
+            "insights_job_timeout_seconds",
+            th.NumberType(minimum=0),
+            default=1800,
+            title="Stuck report run (seconds)",
+            description="A report run whose progress has not moved for this long is submitted again.",
+        ),
+        th.Property(
+            "insights_job_attempts",
+            th.IntegerType(minimum=1),
+            default=3,
+            title="Report run attempts",
+            description="Submissions of a failing, skipped or stuck report run before it is split.",
+        ),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
@@ -178,6 +262,7 @@ class TapMetaAds(Tap):
     @override
     def discover_streams(self) -> list[Any]:
         streams = [stream_type(tap=self) for stream_type in STREAM_TYPES]
+        streams += [InsightsStream(tap=self, report=spec) for spec in reports_from_config(self.config)]
         for stream in streams:
             stream.monitor = self.monitor
             cli.quiet_sdk_notices(stream.logger)
@@ -223,6 +308,13 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             datetime.datetime.fromisoformat(str(start))
         except ValueError:
             problems.append(f"start_date: {start!r} is not an ISO 8601 date or date-time")
+    end = config.get("end_date")
+    if end is not None:
+        try:
+            datetime.date.fromisoformat(str(end)[:10])
+        except ValueError:
+            problems.append(f"end_date: {end!r} is not an ISO 8601 date")
+    problems.extend(report_problems(config))
     version = config.get("api_version")
     if version is not None and not API_VERSION_PATTERN.match(str(version)):
         problems.append(f"api_version: {version!r} is not of the form vNN.0 (for example {DEFAULT_API_VERSION})")

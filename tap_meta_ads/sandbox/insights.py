@@ -906,7 +906,7 @@ class InsightsService:
                 raise ValueError("seconds_to_complete must be a number >= 0")
             s.seconds_to_complete = float(value)
         if "max_rows_per_job" in doc:
-            s.max_rows_per_job = None if doc["max_rows_per_job"] is None else _int(doc, "max_rows_per_job", 1)
+            s.max_rows_per_job = None if doc["max_rows_per_job"] is None else _int(doc, "max_rows_per_job", 0)
         if "budget" in doc:
             s.budget = _int(doc, "budget", 1)
         if "window_seconds" in doc:

@@ -1,0 +1,912 @@
+"""Ads Insights through Meta's asynchronous report runs: reports, windows, runs in flight, splits, state.
+
+Why asynchronous: a synchronous ``GET /act_{id}/insights`` over months of daily ad rows times out on any
+real account. Meta's answer is the *AdReportRun*: ``POST /act_{id}/insights`` returns a
+``report_run_id``, ``GET /{report_run_id}`` tells ``async_status`` ("Job Not Started", "Job Started",
+"Job Running", "Job Completed", "Job Failed", "Job Skipped") and ``async_percent_completion``, and
+``GET /{report_run_id}/insights`` pages the rows once the run is "Job Completed" at 100 %.
+
+What goes wrong in production, and what this module does about it:
+
+- **Runs fail, are skipped, stick at a percentage, or lose their results** (code 2601 after 100 %). Each
+  report run is resubmitted up to ``insights_job_attempts`` times; a run whose percentage has not moved
+  for ``insights_job_timeout_seconds`` counts as stuck.
+- **Runs that fail at full size fail every time** (Meta's "Please reduce the amount of data", 100/1487534,
+  on large accounts). After its attempts such a run is *split*: a window of several days into two halves,
+  a single period into the level's objects (the campaigns that delivered, listed with a synchronous
+  ``level=campaign&fields=campaign_id`` call, then ad sets, then ads), in halves through ``filtering``
+  ``campaign.id IN [...]``. The parts' rows are exactly the rows of the whole, because each object's rows
+  belong to exactly one part. Public connectors do the same (Airbyte's source-facebook-marketing splits
+  account -> campaigns -> ad sets -> ads; Estuary's connector halves id lists listed the same way).
+- **One job at a time is slow**: up to ``insights_jobs_in_flight`` report runs are in flight at once
+  (Meta states no fixed limit; the insights throttle header paces the calls, as in ``usage.py``). Runs
+  finish out of order, so a window may complete before an earlier one.
+- **Overlapping windows duplicate rows**: the history is cut into exact, non-overlapping windows of
+  ``insights_window_days`` (both ends of ``time_range`` are inclusive, so window k+1 starts the day after
+  window k ends), aligned to ``time_increment`` so that no period is cut.
+- **A crash restarts months**: the partition state keeps the run's range and the last day up to which
+  every window is complete (``insights_progress``), written after each window; jobs are only submitted
+  for the ``insights_jobs_in_flight`` windows after that day, so a killed run re-reads at most the
+  windows in flight. When the run completes, the bookmark (``date_start``) becomes its last day.
+- **Numbers change for 28 days** (Meta's attribution settles): each new run starts
+  ``insights_lookback_days`` before the bookmark; rows carry their key (date, account, object,
+  breakdowns), so targets upsert them.
+- **Metrics arrive as strings**: converted once per row, exactly (``int`` for counts, ``Decimal`` for
+  money and ratios, also inside lists such as ``actions``), as the schema types them.
+- **History is capped at 37 months** (3018 beyond): the start is clamped, with a warning.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime
+import json
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+import requests
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers.types import Context
+from singer_sdk.singerlib.catalog import MetadataMapping
+from typing_extensions import override
+
+from tap_meta_ads import checkpoint
+from tap_meta_ads.checkpoint import ResumePoint
+from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
+from tap_meta_ads.errors import GraphAPIError, ReportRunLostError
+from tap_meta_ads.usage import Pacer
+
+LEVELS = ("ad", "adset", "campaign", "account")
+#: The object levels, coarse to fine: the order a failing report is split in.
+SPLIT_LEVELS = ("campaign", "adset", "ad")
+STATUS_COMPLETED = "Job Completed"
+FAILED_STATUSES = frozenset({"Job Failed", "Job Skipped"})
+#: Meta's action breakdowns (a subset: the ones that change row shapes least).
+ACTION_BREAKDOWNS = ("action_type", "action_target_id", "action_destination", "action_device", "action_reaction")
+#: Attribution windows Meta accepts in ``action_attribution_windows``.
+ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "28d_view")
+#: The windows asked for by default: Meta's default setting (7-day click, 1-day view) plus 1-day click,
+#: the ones still supported after Meta retired 28-day and 7-day view windows in 2021 (iOS 14.5).
+DEFAULT_WINDOWS = ("1d_click", "7d_click", "1d_view")
+#: Which breakdowns combine: Meta serves "only some permutations of breakdowns" (its Insights breakdowns
+#: guide, quoted in daroczig/fbRads#95): those of one group, one geography at a time; and
+#: ``platform_position`` only with ``publisher_platform`` ("(#100) Current combination of data breakdown
+#: columns (action_type, platform_position) is invalid", daroczig/fbRads#132).
+BREAKDOWN_GROUPS = {
+    "age": "demographic",
+    "gender": "demographic",
+    "country": "country",
+    "region": "region",
+    "dma": "dma",
+    "publisher_platform": "placement",
+    "platform_position": "placement",
+    "device_platform": "placement",
+    "impression_device": "placement",
+}
+#: The finest level a field has a value at; a report at a coarser level cannot ask for it.
+FIELD_LEVEL = {
+    "ad_id": "ad",
+    "ad_name": "ad",
+    "quality_ranking": "ad",
+    "engagement_rate_ranking": "ad",
+    "conversion_rate_ranking": "ad",
+    "adset_id": "adset",
+    "adset_name": "adset",
+    "optimization_goal": "adset",
+    "attribution_setting": "adset",
+    "campaign_id": "campaign",
+    "campaign_name": "campaign",
+    "objective": "campaign",
+}
+_RANK = {level: n for n, level in enumerate(LEVELS)}
+#: Meta answers these for every row; they are not asked for in ``fields=``.
+ALWAYS_RETURNED = ("date_start", "date_stop")
+#: Meta keeps 37 months of insights; an older start is error 3018 (Airbyte's source-facebook-marketing
+#: clamps the same way). One day of margin for the account's time zone.
+RETENTION_MONTHS = 37
+#: The poll interval grows by this factor after each poll of a run that is not done, up to 12x the first.
+POLL_GROWTH = 1.5
+POLL_CAP_FACTOR = 12.0
+PROGRESS_KEY = "insights_progress"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
+_REPORT_KEYS = frozenset(
+    {"name", "level", "fields", "breakdowns", "action_breakdowns", "action_attribution_windows", "time_increment"}
+)
+_MAX_INCREMENT = 90
+
+
+def _schema(name: str) -> dict[str, Any]:
+    text = resources.files("tap_meta_ads.schemas").joinpath(name).read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+#: The one list of insights fields, and the one list of breakdown columns.
+INSIGHTS_SCHEMA = _schema("ads_insights.json")
+BREAKDOWN_SCHEMA = _schema("insights_breakdowns.json")
+
+
+def months_back(day: datetime.date, months: int) -> datetime.date:
+    """The same day of the month ``months`` earlier, clamped to the month's length."""
+    year, month0 = divmod(day.year * 12 + day.month - 1 - months, 12)
+    return datetime.date(year, month0 + 1, min(day.day, calendar.monthrange(year, month0 + 1)[1]))
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    """One insights report: a stream named ``name`` and what each of its report runs asks Meta for."""
+
+    name: str
+    level: str = "ad"
+    fields: tuple[str, ...] | None = None  # None: every field the level has
+    breakdowns: tuple[str, ...] = ()
+    action_breakdowns: tuple[str, ...] = ("action_type",)
+    action_attribution_windows: tuple[str, ...] = DEFAULT_WINDOWS
+    time_increment: int = 1
+
+    @property
+    def object_key(self) -> str | None:
+        """The id column of the level's objects (``None`` at account level)."""
+        return None if self.level == "account" else f"{self.level}_id"
+
+    @property
+    def primary_keys(self) -> tuple[str, ...]:
+        """Date, account, the level's object and every breakdown: re-reads upsert, never duplicate."""
+        obj = (self.object_key,) if self.object_key else ()
+        return ("date_start", "account_id", *obj, *self.breakdowns)
+
+    def field_names(self) -> tuple[str, ...]:
+        """The report's fields: the asked ones (or all the level has), plus the key columns."""
+        names = self.fields if self.fields is not None else tuple(_level_fields(self.level))
+        keys = tuple(k for k in self.primary_keys if k not in self.breakdowns)
+        return tuple(dict.fromkeys((*ALWAYS_RETURNED, *keys, *names)))
+
+    @classmethod
+    def from_setting(cls, raw: object, index: int) -> ReportSpec:
+        """Read one item of ``insight_reports``; a ValueError says in one line what is wrong with it."""
+        if not isinstance(raw, dict):
+            raise TypeError(f"insight_reports[{index}]: must be an object with at least a name")
+        label = f"insight_reports[{index}] {raw.get('name')!r}"
+        unknown = sorted(set(raw) - _REPORT_KEYS)
+        if unknown:
+            raise ValueError(f"{label}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_REPORT_KEYS))}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"{label}: name must be lowercase letters, digits and _ (starting with a letter)")
+        level = raw.get("level", "ad")
+        if level not in LEVELS:
+            raise ValueError(f"{label}: level {level!r} is not one of {', '.join(LEVELS)}")
+        fields = _names(raw, "fields", label)
+        for f in fields or ():
+            _check_field(f, level, label)
+        breakdowns = _names(raw, "breakdowns", label) or []
+        _check_breakdowns(breakdowns, label)
+        action_breakdowns = _names(raw, "action_breakdowns", label)
+        _check_members(action_breakdowns, ACTION_BREAKDOWNS, "action breakdown", label)
+        windows = _names(raw, "action_attribution_windows", label)
+        _check_members(windows, ATTRIBUTION_WINDOWS, "attribution window", label)
+        increment = raw.get("time_increment", 1)
+        if isinstance(increment, bool) or not isinstance(increment, int) or not 1 <= increment <= _MAX_INCREMENT:
+            raise ValueError(f"{label}: time_increment must be a whole number of days, 1 to {_MAX_INCREMENT}")
+        return cls(
+            name=f"ads_insights_{name}",
+            level=level,
+            fields=tuple(fields) if fields is not None else None,
+            breakdowns=tuple(breakdowns),
+            action_breakdowns=tuple(action_breakdowns) if action_breakdowns is not None else ("action_type",),
+            action_attribution_windows=tuple(windows) if windows is not None else DEFAULT_WINDOWS,
+            time_increment=increment,
+        )
+
+
+def _check_field(name: str, level: str, label: str) -> None:
+    if name not in INSIGHTS_SCHEMA["properties"]:
+        raise ValueError(f"{label}: unknown field {name!r} (see tap_meta_ads/schemas/ads_insights.json)")
+    if _RANK[level] > _RANK[FIELD_LEVEL.get(name, "account")]:
+        raise ValueError(f"{label}: field {name!r} has no value at level {level!r}")
+
+
+def _check_members(names: list[str] | None, allowed: tuple[str, ...], what: str, label: str) -> None:
+    for name in names or ():
+        if name not in allowed:
+            raise ValueError(f"{label}: {what} {name!r} is not one of {', '.join(allowed)}")
+
+
+def _level_fields(level: str) -> list[str]:
+    return [f for f in INSIGHTS_SCHEMA["properties"] if _RANK[level] <= _RANK[FIELD_LEVEL.get(f, "account")]]
+
+
+def _names(raw: dict[str, Any], key: str, label: str) -> list[str] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{label}: {key} must be a list of names")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{label}: {key} lists a name twice")
+    return list(value)
+
+
+def _check_breakdowns(breakdowns: list[str], label: str) -> None:
+    for b in breakdowns:
+        if b not in BREAKDOWN_SCHEMA["properties"]:
+            known = ", ".join(BREAKDOWN_SCHEMA["properties"])
+            raise ValueError(f"{label}: breakdown {b!r} is not supported (supported: {known})")
+    groups = {BREAKDOWN_GROUPS[b] for b in breakdowns}
+    if len(groups) > 1:
+        raise ValueError(f"{label}: Meta refuses the breakdown combination {breakdowns} (mixes {sorted(groups)})")
+    if "platform_position" in breakdowns and "publisher_platform" not in breakdowns:
+        raise ValueError(f"{label}: Meta refuses breakdown 'platform_position' without 'publisher_platform'")
+
+
+def reports_from_config(config: Mapping[str, Any]) -> list[ReportSpec]:
+    """The custom reports of ``insight_reports``; ValueError (one line naming the report) when one is bad."""
+    reports = [ReportSpec.from_setting(raw, n) for n, raw in enumerate(config.get("insight_reports") or [])]
+    seen: set[str] = set()
+    for n, spec in enumerate(reports):
+        if spec.name in seen:
+            raise ValueError(f"insight_reports[{n}] {spec.name[13:]!r}: the name is used twice")
+        seen.add(spec.name)
+    return reports
+
+
+def report_problems(config: Mapping[str, Any]) -> list[str]:
+    """Config validation's view: one line per problem (the first bad report)."""
+    if not isinstance(config.get("insight_reports", []), list):
+        return ["insight_reports: must be a list of report objects"]
+    try:
+        reports_from_config(config)
+    except (TypeError, ValueError) as exc:
+        return [str(exc)]
+    return []
+
+
+def report_schema(spec: ReportSpec) -> dict[str, Any]:
+    """The stream's JSON schema: the report's fields from the insights schema, plus its breakdown columns."""
+    props = INSIGHTS_SCHEMA["properties"]
+    properties = {name: props[name] for name in spec.field_names()}
+    for b in spec.breakdowns:
+        properties[b] = BREAKDOWN_SCHEMA["properties"][b]
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+# -- metric values: strings in, exact numbers out --------------------------------------------------------
+
+
+def _to_int(value: Any) -> Any:  # noqa: ANN401 - whatever Meta sent
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        number = _to_decimal(value)
+        if number != number.to_integral_value():
+            raise ValueError(f"{value!r} is not a whole number") from None
+        return int(number)
+
+
+def _to_decimal(value: Any) -> Any:  # noqa: ANN401 - whatever Meta sent
+    if value is None or isinstance(value, Decimal):
+        return value
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def _types(prop: Mapping[str, Any]) -> set[str]:
+    kind = prop.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _number_converter(prop: Mapping[str, Any]) -> Callable[[Any], Any] | None:
+    kinds = _types(prop)
+    if "integer" in kinds:
+        return _to_int
+    if "number" in kinds:
+        return _to_decimal
+    return None
+
+
+def row_converters(schema: Mapping[str, Any]) -> dict[str, Callable[[Any], Any]]:
+    """One converter per numeric property (and per list of action stats), read from the schema once."""
+    out: dict[str, Callable[[Any], Any]] = {}
+    for name, prop in schema["properties"].items():
+        scalar = _number_converter(prop)
+        if scalar is not None:
+            out[name] = scalar
+            continue
+        items = prop.get("items") if "array" in _types(prop) else None
+        if isinstance(items, dict) and items.get("properties"):
+            inner = {k: c for k, p in items["properties"].items() if (c := _number_converter(p)) is not None}
+            out[name] = _list_converter(inner)
+    return out
+
+
+def _list_converter(inner: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def convert(items: Any) -> Any:  # noqa: ANN401 - whatever Meta sent
+        if not isinstance(items, list):
+            return items
+        return [
+            {k: inner[k](v) if k in inner else v for k, v in item.items()} if isinstance(item, dict) else item
+            for item in items
+        ]
+
+    return convert
+
+
+# -- report runs -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One report run to get through: a window (or part of one), its attempts, its polling."""
+
+    window: int
+    since: datetime.date
+    until: datetime.date
+    scope: tuple[str, tuple[str, ...]] | None = None  # (level, ids) for ``filtering``; None = the account
+    attempts: int = 0
+    run_id: str | None = None
+    polls: int = 0
+    interval: float = 0.0
+    next_poll: float = 0.0
+    percent: int = -1
+    progress_at: float = 0.0
+
+    def describe(self) -> str:
+        """``2025-03-01..2025-03-07`` plus the scope, for log lines."""
+        text = f"{self.since}..{self.until}"
+        if self.scope:
+            level, ids = self.scope
+            text += f" ({len(ids)} {level}{'s' if len(ids) > 1 else ''})"
+        return text
+
+
+@dataclass
+class _Plan:
+    """What one account's run covers: its windows, and the day up to which it is complete."""
+
+    since: datetime.date
+    until: datetime.date
+    windows: list[tuple[datetime.date, datetime.date]]
+    resumed: bool = False
+
+
+class _RunFailedError(Exception):
+    """A report run ended without rows (failed, skipped, stuck, results lost): resubmit or split it."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+class InsightsStream(GraphStream):
+    """An insights report as a stream: one partition per ad account, report runs underneath.
+
+    Declared streams set ``report``; custom reports are built from ``insight_reports`` by the tap.
+    """
+
+    edge = "insights"
+    replication_key = "date_start"
+    report: ReportSpec = ReportSpec(name="ads_insights")
+    #: Chosen on purpose (a catalog, or Meltano's ``select``): a first run reads up to 37 months of daily
+    #: rows per ad, a job of its own; a run without a catalog extracts the object streams only.
+    selected_by_default = False
+
+    @property
+    @override
+    def metadata(self) -> MetadataMapping:
+        """As the base stream's, with every property selected by default once the stream is selected.
+
+        The stream itself is not selected by default; without this its properties would inherit that,
+        and selecting only the stream would ask Meta for no fields.
+        """
+        mapping = super().metadata
+        for breadcrumb, entry in mapping.items():
+            if breadcrumb and entry.selected_by_default is None:
+                entry.selected_by_default = True
+        return mapping
+
+    def __init__(self, tap: Any, report: ReportSpec | None = None) -> None:  # noqa: ANN401 - the SDK's Tap
+        spec = report or type(self).report
+        self.report = spec
+        super().__init__(tap=tap, name=spec.name, schema=report_schema(spec))
+        self.primary_keys = list(spec.primary_keys)
+        cfg = self.config
+        self._in_flight = int(cfg["insights_jobs_in_flight"])
+        self._poll_first = float(cfg["insights_poll_interval_seconds"])
+        self._stuck_after = float(cfg["insights_job_timeout_seconds"])
+        self._attempts = int(cfg["insights_job_attempts"])
+        self._window_days = int(cfg["insights_window_days"])
+        self._page_with_retries: Callable[[AccountFetch, str, str | None], GraphPage] = self.request_decorator(
+            self._results_page
+        )
+
+    # -- what to ask for -------------------------------------------------------------------------
+
+    def report_params(self) -> dict[str, Any]:
+        """The parameters every report run of this stream sends (time range and scope come per job)."""
+        skip = {*ALWAYS_RETURNED, *self.report.breakdowns}
+        fields = [f for f in self.selected_fields() if f not in skip]
+        params: dict[str, Any] = {
+            "level": self.report.level,
+            "fields": ",".join(fields),
+            "time_increment": str(self.report.time_increment),
+            "action_breakdowns": json.dumps(list(self.report.action_breakdowns)),
+        }
+        if self.report.breakdowns:
+            params["breakdowns"] = ",".join(self.report.breakdowns)
+        if self.report.action_attribution_windows:
+            params["action_attribution_windows"] = json.dumps(list(self.report.action_attribution_windows))
+        return params
+
+    @cached_property
+    def _converters(self) -> dict[str, Callable[[Any], Any]]:
+        return row_converters(self.schema)
+
+    @override
+    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
+        """Add the account, and turn Meta's metric strings into exact numbers, once per row."""
+        if context is not None and "account_id" not in row:
+            row["account_id"] = context["account_id"]
+        for name, convert in self._converters.items():
+            if name in row:
+                try:
+                    row[name] = convert(row[name])
+                except ValueError as exc:
+                    msg = f"{self.name}: Meta sent a bad value for {name} ({exc}) on {row.get('date_start')}"
+                    raise GraphAPIError(msg) from None
+        return row
+
+    # -- the partition ---------------------------------------------------------------------------
+
+    @override
+    def request_records(self, context: Context | None) -> Iterator[dict]:
+        """One account's report, on the main thread (report runs in flight replace reading ahead)."""
+        if context is None:  # pragma: no cover - partitions always give a context
+            msg = f"{self.name} needs an account context"
+            raise GraphAPIError(msg)
+        account = self._account(context)
+        with self.get_http_request_counter() as counter:
+            counter.with_context(context)
+            try:
+                yield from self._read_account(account)
+            finally:
+                counter.increment(account.stats.requests)
+
+    def _account(self, context: Context) -> AccountFetch:
+        """The account's own page size, pacer and counters, as the base stream keeps them."""
+        cfg = self.config
+        account = AccountFetch(
+            context=dict(context),
+            start=ResumePoint(after=None, pages=0, since=None, max_seen=None, cap=None),
+            fresh_since=None,
+            page_size_limit=int(cfg["page_size"]),
+            pacer=Pacer(
+                threshold_pct=float(cfg["throttle_threshold_pct"]),
+                fallback_seconds=float(cfg["backoff_base_seconds"]),
+                max_wait_seconds=float(cfg["backoff_max_seconds"]),
+            ),
+        )
+        account.stats = self.monitor.start(self.name, str(context["account_id"]))
+        account.started = True
+        return account
+
+    def _read_account(self, account: AccountFetch) -> Iterator[dict]:
+        context, stats = account.context, account.stats
+        plan = self._plan_days(context)
+        if plan is None:
+            stats.status = "complete"
+            self.monitor.log_partition(self.logger, stats)
+            return
+        self.logger.info(
+            "%s account %s: %s %s..%s in %d windows, up to %d report runs in flight",
+            *stats.key,
+            "resuming" if plan.resumed else "reading",
+            plan.since,
+            plan.until,
+            len(plan.windows),
+            self._in_flight,
+        )
+        try:
+            yield from _Runner(self, account, plan).rows()
+        except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
+            stats.status = "failed"
+            self.monitor.log_partition(self.logger, stats)
+            if isinstance(exc, GraphAPIError):
+                raise
+            reason, _ = retry_reason(exc)
+            gave_up = "" if isinstance(exc, FatalAPIError) else f"Gave up after {self.backoff_max_tries()} attempts "
+            msg = f"{gave_up}on {self.name} account {context['account_id']} ({reason}): {without_query(str(exc))}"
+            raise GraphAPIError(msg.strip()) from exc
+        checkpoint.complete_with(self, context, PROGRESS_KEY, plan.until.isoformat())
+        stats.status = "complete"
+        self.monitor.log_partition(self.logger, stats)
+
+    def _today(self) -> datetime.date:
+        return datetime.datetime.now(datetime.timezone.utc).date()
+
+    def _plan_days(self, context: Context) -> _Plan | None:
+        """The days to read: a resumed run's rest, or the lookback before the bookmark, or the history."""
+        state = self.get_context_state(context)
+        today = self._today()
+        floor = months_back(today, RETENTION_MONTHS) + datetime.timedelta(days=1)
+        end = self.config.get("end_date")
+        until = min(_as_date(end), today) if end else today
+        start = self.config.get("start_date")
+        start_day = _as_date(start) if start else None
+        progress = state.get(PROGRESS_KEY)
+        bookmark = state.get("replication_key_value")
+        resumed = False
+        if isinstance(progress, dict) and _valid_progress(progress):
+            since = _as_date(progress["since"])
+            if progress.get("done_through"):
+                since = _as_date(progress["done_through"]) + datetime.timedelta(days=1)
+            until = max(until, _as_date(progress["until"]))
+            resumed = True
+        elif isinstance(bookmark, str) and bookmark:
+            since = _as_date(bookmark) - datetime.timedelta(days=int(self.config["insights_lookback_days"]))
+            if start_day:
+                since = max(since, start_day)
+        else:
+            since = start_day or floor
+        if since < floor:
+            self.logger.warning(
+                "%s account %s: Meta keeps 37 months of insights; starting at %s instead of %s",
+                self.name,
+                context["account_id"],
+                floor,
+                since,
+            )
+            since = floor
+        since = self._align(since, floor)
+        if since > until:
+            return None
+        return _Plan(since=since, until=until, windows=self._windows(since, until), resumed=resumed)
+
+    def _align(self, since: datetime.date, floor: datetime.date) -> datetime.date:
+        """Start periods of ``time_increment`` days on fixed boundaries, so runs never cut a period."""
+        n = self.report.time_increment
+        if n == 1:
+            return since
+        offset = since.toordinal() % n
+        aligned = since - datetime.timedelta(days=offset)
+        return aligned if aligned >= floor else aligned + datetime.timedelta(days=n)
+
+    def _windows(self, since: datetime.date, until: datetime.date) -> list[tuple[datetime.date, datetime.date]]:
+        """Exact, non-overlapping, inclusive day ranges covering since..until."""
+        n = self.report.time_increment
+        size = math.ceil(self._window_days / n) * n
+        windows = []
+        first = since
+        while first <= until:
+            last = min(until, first + datetime.timedelta(days=size - 1))
+            windows.append((first, last))
+            first = last + datetime.timedelta(days=1)
+        return windows
+
+    # -- the calls ---------------------------------------------------------------------------------
+
+    def account_url(self, context: Context) -> str:
+        """``.../act_{id}/insights``."""
+        return f"{self.url_base}/act_{context['account_id']}/insights"
+
+    def _results_page(self, account: AccountFetch, run_id: str, after: str | None) -> GraphPage:
+        params: dict[str, Any] = {"limit": account.page_size}
+        if after:
+            params["after"] = after
+        response = self.send(account, "GET", f"{self.url_base}/{run_id}/insights", params, endpoint="report_run_rows")
+        return GraphPage.from_response(response)
+
+    def list_ids(self, account: AccountFetch, job: Job, level: str) -> list[str]:
+        """The ids of the level's objects that delivered in the job's days (and scope), synchronously."""
+        params: dict[str, Any] = {
+            "level": level,
+            "fields": f"{level}_id",
+            "time_range": json.dumps({"since": job.since.isoformat(), "until": job.until.isoformat()}),
+            "limit": 500,
+        }
+        if job.scope:
+            params["filtering"] = scope_filter(job.scope)
+        ids: list[str] = []
+        paginator = CursorPaginator()
+        while not paginator.finished:
+            if paginator.current_value:
+                params["after"] = paginator.current_value
+            url = self.account_url(account.context)
+            response = self.send_with_retries(account, "GET", url, params, endpoint="insights")
+            page = GraphPage.from_response(response)
+            ids += [str(r[f"{level}_id"]) for r in page.records if r.get(f"{level}_id")]
+            paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
+        return sorted(set(ids))
+
+    @property
+    def in_flight(self) -> int:
+        """How many report runs may be in flight at once."""
+        return self._in_flight
+
+    @property
+    def first_poll_seconds(self) -> float:
+        """The wait before a run's first poll; later waits grow by ``POLL_GROWTH``."""
+        return self._poll_first
+
+    @property
+    def stuck_after_seconds(self) -> float:
+        """A run whose percentage has not moved for this long is stuck."""
+        return self._stuck_after
+
+    @property
+    def attempts_per_job(self) -> int:
+        """Submissions of one job before it is split."""
+        return self._attempts
+
+
+def scope_filter(scope: tuple[str, tuple[str, ...]]) -> str:
+    """Meta's ``filtering`` for a job limited to some objects: ``[{"field": "campaign.id", "operator": "IN", ...}]``."""
+    level, ids = scope
+    return json.dumps([{"field": f"{level}.id", "operator": "IN", "value": list(ids)}])
+
+
+def _as_date(value: object) -> datetime.date:
+    text = str(value)
+    return datetime.date.fromisoformat(text[:10])
+
+
+def _valid_progress(progress: dict[str, Any]) -> bool:
+    try:
+        _as_date(progress["since"])
+        _as_date(progress["until"])
+        if progress.get("done_through"):
+            _as_date(progress["done_through"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    return True
+
+
+class _Runner:
+    """One account's report: windows in order, report runs in flight, the contiguous-days frontier."""
+
+    def __init__(self, stream: InsightsStream, account: AccountFetch, plan: _Plan) -> None:
+        self.stream = stream
+        self.account = account
+        self.context = account.context
+        self.plan = plan
+        self.params = stream.report_params()
+        self.pending: deque[Job] = deque()
+        self.running: list[Job] = []
+        self.open_parts: dict[int, int] = {}
+        self.rows_read = 0
+        self.next_window = 0
+        self.frontier = 0  # windows before this index are complete
+        self.done: set[int] = set()
+        self.floor = plan.since
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def rows(self) -> Iterator[dict]:
+        """Every row of the plan, as report runs complete; STATE after each contiguous window."""
+        self._save(done_through=None)
+        while True:
+            self._fill()
+            if not self.running:
+                return
+            job = min(self.running, key=lambda j: j.next_poll)
+            wait = job.next_poll - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                if not self._poll(job):
+                    continue
+                rows = self._collect(job)
+            except _RunFailedError as exc:
+                self.running.remove(job)
+                self._failed(job, exc)
+                continue
+            self.running.remove(job)
+            yield from rows
+            self._finished(job, len(rows))
+
+    def _fill(self) -> None:
+        """Submit jobs while fewer than ``in_flight`` run, admitting windows only near the frontier."""
+        limit = self.stream.in_flight
+        while len(self.running) < limit:
+            if not self.pending:
+                if self.next_window >= len(self.plan.windows) or self.next_window >= self.frontier + limit:
+                    return
+                since, until = self.plan.windows[self.next_window]
+                self.pending.append(Job(self.next_window, since, until))
+                self.open_parts[self.next_window] = 1
+                self.next_window += 1
+            job = self.pending.popleft()
+            self._submit(job)
+            self.running.append(job)
+
+    def _submit(self, job: Job) -> None:
+        params = {
+            **self.params,
+            "time_range": json.dumps({"since": job.since.isoformat(), "until": job.until.isoformat()}),
+        }
+        if job.scope:
+            params["filtering"] = scope_filter(job.scope)
+        response = self.stream.send_with_retries(
+            self.account, "POST", self.stream.account_url(self.context), params, endpoint="insights"
+        )
+        body = response.json()
+        run_id = body.get("report_run_id") if isinstance(body, dict) else None
+        if not isinstance(run_id, str) or not run_id.isdigit():
+            msg = f"{self.stream.name}: Meta answered a report run request without a report_run_id ({str(body)[:200]})"
+            raise GraphAPIError(msg)
+        now = time.monotonic()
+        job.run_id, job.polls, job.percent, job.progress_at = run_id, 0, -1, now
+        job.attempts += 1
+        job.interval = self.stream.first_poll_seconds
+        job.next_poll = now + job.interval
+
+    def _poll(self, job: Job) -> bool:
+        """Poll the run once: True when it is complete; _RunFailedError when it will never be."""
+        response = self.stream.send_with_retries(
+            self.account, "GET", f"{self.stream.url_base}/{job.run_id}", {}, endpoint="report_run"
+        )
+        doc = response.json()
+        status = str(doc.get("async_status", ""))
+        percent = doc.get("async_percent_completion")
+        percent = int(percent) if isinstance(percent, (int, float)) and not isinstance(percent, bool) else 0
+        job.polls += 1
+        now = time.monotonic()
+        if status == STATUS_COMPLETED and percent >= 100:  # noqa: PLR2004 - done only when Completed AND 100
+            return True
+        if status in FAILED_STATUSES:
+            detail = ": ".join(str(doc[k]) for k in ("error_code", "error_message") if doc.get(k))
+            kind = "skipped" if status == "Job Skipped" else "failed"
+            raise _RunFailedError(kind, f"{status}{' (' + detail + ')' if detail else ''}")
+        if percent > job.percent:
+            job.percent, job.progress_at = percent, now
+        elif now - job.progress_at > self.stream.stuck_after_seconds:
+            msg = f"stuck at {percent}% for {now - job.progress_at:.1f}s ({status})"
+            raise _RunFailedError("stuck", msg)
+        cap = self.stream.first_poll_seconds * POLL_CAP_FACTOR
+        job.interval = min(cap, job.interval * POLL_GROWTH)
+        job.next_poll = now + job.interval
+        return False
+
+    def _collect(self, job: Job) -> list[dict]:
+        """Every row of a completed run (held until the last page, so a lost run yields nothing twice)."""
+        assert job.run_id is not None
+        stats = self.account.stats
+        rows: list[dict] = []
+        paginator = CursorPaginator()
+        while not paginator.finished:
+            try:
+                page = self.stream._page_with_retries(self.account, job.run_id, paginator.current_value)
+            except ReportRunLostError as exc:
+                raise _RunFailedError("lost", f"results lost: {exc}") from None
+            rows += page.records
+            if stats:
+                stats.pages += 1
+            paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
+        return rows
+
+    # -- outcomes -----------------------------------------------------------------------------------
+
+    def _finished(self, job: Job, count: int) -> None:
+        stats = self.account.stats
+        self.rows_read += count
+        if stats:
+            stats.records += count
+        self.stream.logger.info(
+            "%s account %s %s: %d rows (report run %s, %d polls, attempt %d)",
+            self.stream.name,
+            self.context["account_id"],
+            job.describe(),
+            count,
+            job.run_id,
+            job.polls,
+            job.attempts,
+        )
+        self._part_done(job.window)
+
+    def _part_done(self, window: int) -> None:
+        self.open_parts[window] -= 1
+        if self.open_parts[window] > 0:
+            return
+        self.done.add(window)
+        moved = False
+        while self.frontier in self.done:
+            self.frontier += 1
+            moved = True
+        if moved:
+            self._save(done_through=self.plan.windows[self.frontier - 1][1])
+
+    def _save(self, done_through: datetime.date | None) -> None:
+        """The run's range and its contiguous completed days, in STATE: where a killed run resumes."""
+        progress = {
+            "since": self.plan.since.isoformat(),
+            "until": self.plan.until.isoformat(),
+            "done_through": done_through.isoformat() if done_through else None,
+        }
+        checkpoint.save_progress(self.stream, self.context, PROGRESS_KEY, progress)
+
+    def _failed(self, job: Job, failure: _RunFailedError) -> None:
+        """Resubmit a run that ended without rows; split it after its attempts; give up when it cannot be."""
+        stream = self.stream
+        stats = self.account.stats
+        reason = str(failure)
+        if stats:
+            stats.retries[f"report_run_{failure.kind}"] += 1
+        if job.attempts < stream.attempts_per_job:
+            stream.logger.warning(
+                "%s account %s %s: report run %s %s; submitting it again (attempt %d of %d)",
+                stream.name,
+                self.context["account_id"],
+                job.describe(),
+                job.run_id,
+                reason,
+                job.attempts + 1,
+                stream.attempts_per_job,
+            )
+            self.pending.appendleft(job)
+            return
+        parts = self._split(job)
+        if parts is None:
+            msg = (
+                f"{stream.name} account {self.context['account_id']} {job.describe()}: the report run failed "
+                f"{job.attempts} times ({reason}) and cannot be split further"
+            )
+            raise GraphAPIError(msg)
+        stream.logger.warning(
+            "%s account %s %s: report run failed %d times (%s); splitting it into %d parts",
+            stream.name,
+            self.context["account_id"],
+            job.describe(),
+            job.attempts,
+            reason,
+            len(parts),
+        )
+        self.open_parts[job.window] += len(parts) - 1
+        if not parts:
+            self._part_done(job.window)  # no object delivered in those days: no rows to read
+            return
+        self.pending.extendleft(reversed(parts))
+
+    def _split(self, job: Job) -> list[Job] | None:
+        """Smaller jobs whose rows together are exactly the job's rows; None when none are possible."""
+        n = self.stream.report.time_increment
+        days = (job.until - job.since).days + 1
+        if days > n:  # two halves of whole periods
+            half = math.ceil(days / n) // 2 * n
+            mid = job.since + datetime.timedelta(days=half - 1)
+            return [
+                Job(job.window, job.since, mid, job.scope),
+                Job(job.window, mid + datetime.timedelta(days=1), job.until, job.scope),
+            ]
+        report_level = self.stream.report.level
+        # rows of an account-level report are sums over every object: only days can split them
+        levels = () if report_level == "account" else SPLIT_LEVELS[: SPLIT_LEVELS.index(report_level) + 1]
+        if job.scope is None:
+            if not levels:
+                return None
+            level, ids = levels[0], tuple(self.stream.list_ids(self.account, job, levels[0]))
+        elif len(job.scope[1]) > 1:
+            level, ids = job.scope
+        else:
+            finer = levels.index(job.scope[0]) + 1
+            if finer >= len(levels):
+                return None
+            level = levels[finer]
+            ids = tuple(self.stream.list_ids(self.account, job, level))
+        if len(ids) <= 1:
+            return [Job(job.window, job.since, job.until, (level, ids))] if ids else []
+        cut = len(ids) // 2
+        return [Job(job.window, job.since, job.until, (level, part)) for part in (ids[:cut], ids[cut:])]
