@@ -557,7 +557,9 @@ class InsightsStream(GraphStream):
             until = max(until, _as_date(progress["until"]))
             resumed = True
         elif isinstance(bookmark, str) and bookmark:
-            since = _as_date(bookmark) - datetime.timedelta(days=int(self.config["insights_lookback_days"]))
+            # the last ``insights_lookback_days`` days up to the bookmark again (0: none), then what is new
+            lookback = int(self.config["insights_lookback_days"])
+            since = _as_date(bookmark) - datetime.timedelta(days=lookback - 1)
             if start_day:
                 since = max(since, start_day)
         else:

@@ -178,8 +178,8 @@ class TapMetaAds(Tap):
             th.IntegerType(minimum=0, maximum=365),
             default=28,
             title="Insights lookback (days)",
-            description="Each run reads insights again from this many days before the bookmark: Meta's "
-            "numbers keep changing for 28 days (attribution). Rows upsert on their key.",
+            description="Each run reads the last this many days up to the bookmark again: Meta's numbers "
+            "keep changing for 28 days (attribution). Rows upsert on their key. 0: only new days.",
         ),
         th.Property(
             "insight_reports",

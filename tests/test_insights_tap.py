@@ -143,11 +143,11 @@ def test_second_run_requests_only_the_lookback_window(sb):
     second = run_tap(config, catalog=catalog, state=first.last_state)
     assert second.returncode == 0, second.stderr[-3000:]
     runs = submitted(sb)[before:]
-    assert min(day(r["since"]) for r in runs) == day("2025-02-23")
+    assert min(day(r["since"]) for r in runs) == day("2025-02-24")  # the last 5 days up to the bookmark
     assert max(day(r["until"]) for r in runs) == day("2025-02-28")
     records = exact_records(second.stdout, "ads_insights")
-    assert {r["date_start"] for r in records} == {f"2025-02-{d}" for d in range(23, 29)}
-    expected = truth(sb, "1001", "2025-02-23", "2025-02-28")
+    assert {r["date_start"] for r in records} == {f"2025-02-{d}" for d in range(24, 29)}
+    expected = truth(sb, "1001", "2025-02-24", "2025-02-28")
     assert by_key(records, "date_start", "ad_id") == by_key(expected, "date_start", "ad_id")
 
 
