@@ -103,12 +103,12 @@ BAD_FILES = {
     "catalog-of-another-tap": (
         "catalog",
         {"streams": [{"tap_stream_id": "campaigns_of_another_tap", "schema": {}, "metadata": []}]},
-        "ads, adsets, advideos, campaigns, customconversions); it lists: campaigns_of_another_tap",
+        "ads, ads_insights, adsets, advideos, campaigns, customconversions); it lists: campaigns_of_another_tap",
     ),
     "catalog-no-stream-listed": (
         "catalog",
         {"streams": []},
-        "ads, adsets, advideos, campaigns, customconversions); it lists: none",
+        "ads, ads_insights, adsets, advideos, campaigns, customconversions); it lists: none",
     ),
     "catalog-bad-metadata": (
         "catalog",
