@@ -695,6 +695,12 @@ class CustomConversionCollection(GeneratedCollection):
     default_visible = frozenset({"ACTIVE", "ARCHIVED"})
     live_thresholds, live_statuses = _split(((1.01, "ACTIVE"),))
 
+    def _compute_base_effective_status(self, index: int) -> str:
+        """An account has a handful of custom conversions: every fifth is archived when archiving is on."""
+        if self.archived_ratio and index % 5 == 4:  # noqa: PLR2004 - one in five
+            return "ARCHIVED"
+        return super()._compute_base_effective_status(index)
+
     def build(self, index: int, status: str, created: int, updated: int, revision: int) -> dict[str, Any]:
         """One custom conversion on the account's pixel: a URL rule and an event type."""
         h = self._h(index, 4)
