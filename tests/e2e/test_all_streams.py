@@ -15,7 +15,7 @@ from tests.tap_harness import discovered_catalog
 from tests.test_streams import DEFAULT_VIEW
 
 CATALOG = sorted(s["tap_stream_id"] for s in discovered_catalog()["streams"])
-#: The ad account's objects (insights have their own end-to-end tests, tests/e2e/test_insights_*.py).
+#: The ad account's objects (insights have their own end-to-end tests, tests/e2e/test_insights_meltano.py).
 STREAMS = [s for s in CATALOG if not s.startswith("ads_insights")]
 
 
