@@ -19,9 +19,13 @@ CATALOG = sorted(s["tap_stream_id"] for s in discovered_catalog()["streams"])
 STREAMS = [s for s in CATALOG if not s.startswith("ads_insights")]
 
 
-def selected_in_meltano_yml() -> set[str]:
+def selected_in_meltano_yml(environment: str | None = None) -> set[str]:
+    """The streams `select` names for tap-meta-ads, in the plugin or in one environment's override."""
     project = yaml.safe_load((ROOT / "meltano.yml").read_text())
-    tap = next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-meta-ads")
+    plugins = project["plugins"]
+    if environment is not None:
+        plugins = next(e for e in project["environments"] if e["name"] == environment)["config"]["plugins"]
+    tap = next(p for p in plugins["extractors"] if p["name"] == "tap-meta-ads")
     return {pattern.split(".")[0] for pattern in tap["select"]}
 
 
@@ -39,6 +43,7 @@ def expected_counts(sandbox: Sandbox) -> dict[str, int]:
 
 def test_meltano_selects_every_stream_of_the_tap() -> None:
     assert selected_in_meltano_yml() == set(CATALOG)
+    assert selected_in_meltano_yml("sandbox") == set(STREAMS)  # the offline job: every object, no insights
 
 
 def test_backup_writes_one_verified_object_per_stream(sandbox: Sandbox, gcs: GcsEmulator, meltano: Meltano) -> None:

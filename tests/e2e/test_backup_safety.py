@@ -53,6 +53,10 @@ def _unguarded_project(workdir: Path) -> Path:
     # is shown on the ads stream alone, which has none
     tap = next(p for p in doc["plugins"]["extractors"] if p["name"] == "tap-meta-ads")
     tap["select"] = ["ads.*"]
+    for environment in doc["environments"]:
+        for extractor in environment.get("config", {}).get("plugins", {}).get("extractors", []):
+            if extractor["name"] == "tap-meta-ads" and "select" in extractor:
+                extractor["select"] = ["ads.*"]
     (project / "meltano.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     (project / ".meltano").symlink_to(ROOT / ".meltano")  # the installed plugins, guard venv included
     return project
