@@ -131,6 +131,9 @@ def backup_servers(
             "GCS_BUCKET": BUCKET,
             "META_ADS_MELTANO_BIN": str(require(MELTANO)),
             "TAP_META_ADS_ACCOUNT_IDS": json.dumps(list(accounts)),
+            # The shards' checks count ads (records, one request per account); the sandbox environment
+            # selects every object stream, so these runs select `ads` alone.
+            "TAP_META_ADS__SELECT": json.dumps(["ads.*"]),
             "META_ADS_SHARDS": str(shards),
             "META_ADS_MAX_CONCURRENT_SHARDS": str(max_concurrent),
             "META_ADS_SHARD_RETRIES": str(retries),
