@@ -135,12 +135,7 @@ def complete(stream: Stream, context: Mapping[str, Any], point: ResumePoint) -> 
         old = state.get("replication_key_value")
         if isinstance(old, str):
             bookmark = max(bookmark, to_epoch(old))  # a bookmark never moves backwards
-        value = from_epoch(bookmark)
-        state["replication_key"] = stream.replication_key
-        state["replication_key_value"] = value
-        markers = state.setdefault(_PROGRESS_MARKERS, {})
-        markers["replication_key"] = stream.replication_key
-        markers["replication_key_value"] = value
+        _set_bookmark(stream, state, from_epoch(bookmark))
     emit_state(stream)
 
 
@@ -187,13 +182,17 @@ def complete_with(stream: Stream, context: Mapping[str, Any], key: str, bookmark
     state = stream.get_context_state(context)
     state.pop(key, None)
     old = state.get("replication_key_value")
-    value = max(old, bookmark) if isinstance(old, str) else bookmark
+    _set_bookmark(stream, state, max(old, bookmark) if isinstance(old, str) else bookmark)
+    emit_state(stream)
+
+
+def _set_bookmark(stream: Stream, state: dict[str, Any], value: str) -> None:
+    """Put a partition's bookmark where the next run reads it and in the progress markers the SDK promotes."""
     state["replication_key"] = stream.replication_key
     state["replication_key_value"] = value
     markers = state.setdefault(_PROGRESS_MARKERS, {})
     markers["replication_key"] = stream.replication_key
     markers["replication_key_value"] = value
-    emit_state(stream)
 
 
 def emit_state(stream: Stream) -> None:
