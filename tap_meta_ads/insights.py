@@ -31,8 +31,9 @@ What goes wrong in production, and what this module does about it:
 - **Numbers change for 28 days** (Meta's attribution settles): each new run starts
   ``insights_lookback_days`` before the bookmark; rows carry their key (date, account, object,
   breakdowns), so targets upsert them.
-- **Metrics arrive as strings**: converted once per row, exactly (``int`` for counts, ``Decimal`` for
-  money and ratios, also inside lists such as ``actions``), as the schema types them.
+- **Metrics arrive as strings**: converted exactly (``int`` for counts, ``Decimal`` for money and ratios,
+  also inside lists such as ``actions``), as the schema types them, while each page is parsed
+  (``metric_values.py``).
 - **History is capped at 37 months** (3018 beyond): the start is clamped, with a warning.
 """
 
@@ -47,7 +48,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from importlib import resources
 from typing import Any
@@ -62,6 +62,7 @@ from tap_meta_ads import checkpoint
 from tap_meta_ads.checkpoint import ResumePoint
 from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
 from tap_meta_ads.errors import GraphAPIError, ReportRunLostError
+from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.usage import Pacer
 
 LEVELS = ("ad", "adset", "campaign", "account")
@@ -278,74 +279,6 @@ def report_schema(spec: ReportSpec) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": properties}
 
 
-# -- metric values: strings in, exact numbers out --------------------------------------------------------
-
-
-def _to_int(value: Any) -> Any:  # noqa: ANN401 - whatever Meta sent
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        number = _to_decimal(value)
-        if number != number.to_integral_value():
-            raise ValueError(f"{value!r} is not a whole number") from None
-        return int(number)
-
-
-def _to_decimal(value: Any) -> Any:  # noqa: ANN401 - whatever Meta sent
-    if value is None or isinstance(value, Decimal):
-        return value
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a number") from None
-    if not number.is_finite():
-        raise ValueError(f"{value!r} is not a finite number")
-    return number
-
-
-def _types(prop: Mapping[str, Any]) -> set[str]:
-    kind = prop.get("type", [])
-    return {kind} if isinstance(kind, str) else set(kind)
-
-
-def _number_converter(prop: Mapping[str, Any]) -> Callable[[Any], Any] | None:
-    kinds = _types(prop)
-    if "integer" in kinds:
-        return _to_int
-    if "number" in kinds:
-        return _to_decimal
-    return None
-
-
-def row_converters(schema: Mapping[str, Any]) -> dict[str, Callable[[Any], Any]]:
-    """One converter per numeric property (and per list of action stats), read from the schema once."""
-    out: dict[str, Callable[[Any], Any]] = {}
-    for name, prop in schema["properties"].items():
-        scalar = _number_converter(prop)
-        if scalar is not None:
-            out[name] = scalar
-            continue
-        items = prop.get("items") if "array" in _types(prop) else None
-        if isinstance(items, dict) and items.get("properties"):
-            inner = {k: c for k, p in items["properties"].items() if (c := _number_converter(p)) is not None}
-            out[name] = _list_converter(inner)
-    return out
-
-
-def _list_converter(inner: dict[str, Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def convert(items: Any) -> Any:  # noqa: ANN401 - whatever Meta sent
-        if not isinstance(items, list):
-            return items
-        return [
-            {k: inner[k](v) if k in inner else v for k, v in item.items()} if isinstance(item, dict) else item
-            for item in items
-        ]
-
-    return convert
-
-
 # -- report runs -------------------------------------------------------------------------------------------
 
 
@@ -453,21 +386,15 @@ class InsightsStream(GraphStream):
         return params
 
     @cached_property
-    def _converters(self) -> dict[str, Callable[[Any], Any]]:
-        return row_converters(self.schema)
+    def metric_rows(self) -> MetricRows:
+        """The report's page decoder: metrics become exact numbers while each page is parsed."""
+        return MetricRows(self.schema)
 
     @override
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        """Add the account, and turn Meta's metric strings into exact numbers, once per row."""
+        """Add the account (metrics were converted with the page, see ``metric_values.py``)."""
         if context is not None and "account_id" not in row:
             row["account_id"] = context["account_id"]
-        for name, convert in self._converters.items():
-            if name in row:
-                try:
-                    row[name] = convert(row[name])
-                except ValueError as exc:
-                    msg = f"{self.name}: Meta sent a bad value for {name} ({exc}) on {row.get('date_start')}"
-                    raise GraphAPIError(msg) from None
         return row
 
     # -- the partition ---------------------------------------------------------------------------
@@ -610,7 +537,10 @@ class InsightsStream(GraphStream):
         if after:
             params["after"] = after
         response = self.send(account, "GET", f"{self.url_base}/{run_id}/insights", params, endpoint="report_run_rows")
-        return GraphPage.from_response(response)
+        try:
+            return GraphPage.from_response(response, self.metric_rows.decode)
+        except MetricValueError as exc:
+            raise GraphAPIError(f"{self.name}: {exc}") from None
 
     def list_ids(self, account: AccountFetch, job: Job, level: str) -> list[str]:
         """The ids of the level's objects that delivered in the job's days (and scope), synchronously."""

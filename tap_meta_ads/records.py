@@ -24,11 +24,14 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from singer_sdk import singerlib
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.streams import Stream
 from typing_extensions import override
+
+from tap_meta_ads.errors import GraphAPIError
 
 Breadcrumb = tuple[str, ...]
 _PROPERTIES = "properties"
@@ -148,7 +151,13 @@ class RecordWriter(MsgSpecWriter):
 
     @override
     def write_message(self, message: singerlib.Message) -> None:
-        line = self.format_message(message)
+        try:
+            line = self.format_message(message)
+        except (msgspec.EncodeError, ValueError) as exc:  # e.g. a Decimal NaN: JSON has no such number
+            stream = getattr(message, "stream", "?")
+            what = str(exc).split(";")[0]  # msgspec goes on with advice for its own callers
+            msg = f"{stream}: a record has a value JSON cannot carry ({what}); it was not written"
+            raise GraphAPIError(msg) from None
         if len(self._block) + len(line) > self.BLOCK_BYTES:
             self._write_block()
         self._block += line
