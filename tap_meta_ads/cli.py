@@ -20,12 +20,13 @@ pointing stdout at /dev/null once the output is known to be closed.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
@@ -104,6 +105,15 @@ class SingerOutput(RecordWriter):
             raise TargetClosedError(self.records, self.last_state) from None
         if type(message) is StateMessage:
             self.last_state = json.dumps(message.value, default=str, separators=(",", ":"))
+
+    @override
+    def write_record(
+        self, stream: str, record: dict[str, Any], version: int | None, time_extracted: datetime.datetime
+    ) -> None:
+        try:
+            super().write_record(stream, record, version, time_extracted)
+        except BrokenPipeError:
+            raise TargetClosedError(self.records, self.last_state) from None
 
 
 def run(tap_class: type[TapMetaAds], argv: Sequence[str] | None = None) -> NoReturn:

@@ -8,9 +8,11 @@ that reads it as a decimal).
 
 Converted one value at a time in Python, that was the largest cost of the insights stream: about 70 values a
 row, half of the tap's CPU per row. So :class:`MetricRows` builds, once per report, a msgspec type of the
-report's rows from its schema (integer fields ``int``, number fields ``Decimal``, action-stat lists as lists
-of typed items) and decodes each page with it in lax mode: msgspec turns the strings into numbers in C while
-it parses, about twice as fast as a plain parse followed by the conversion.
+report's rows from its schema (integer fields ``int``; number fields ``int`` when the value is whole, else
+``Decimal``; action-stat lists as lists of typed items) and decodes each page with it in lax mode: msgspec
+turns the strings into numbers in C while it parses, about twice as fast as a plain parse followed by the
+conversion. A whole number as an ``int`` is the same JSON number as the ``Decimal`` (``"24"`` is written
+``24`` either way; ``"24.0"`` is written ``24``), and it is written in a fraction of the time.
 
 The typed decode takes a page only when it can give exactly what the value-by-value conversion gives;
 any other page goes that slower way, whose result it must equal (``tests/test_metric_values.py``):
@@ -134,7 +136,7 @@ def _value_type(prop: Mapping[str, Any]) -> Any:  # noqa: ANN401 - a type expres
     if "integer" in kinds:
         return int | None | msgspec.UnsetType
     if "number" in kinds:
-        return Decimal | None | msgspec.UnsetType
+        return int | Decimal | None | msgspec.UnsetType
     return Any
 
 

@@ -26,8 +26,9 @@ from typing import Any
 
 import msgspec
 from singer_sdk import singerlib
-from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.streams import Stream
 from typing_extensions import override
 
@@ -98,22 +99,57 @@ class PrunedRecordMessages(Stream):
     Everything else is the SDK's: stream maps (aliases, filters, flattening), the stream version,
     ``time_extracted``. Type conformance is not repeated here: the tap's streams conform nothing
     (``TYPE_CONFORMANCE_LEVEL = NONE``, see ``client.py``); a stream that asks for it gets the SDK's path.
+
+    When no stream map changes the stream's records (no ``stream_maps``, no flattening: the usual case),
+    a record goes straight to the tap's :class:`RecordWriter` as the same line the SDK would write,
+    without a message object and the five calls that carry it there (about a third of the CPU per
+    record of an object stream).
     """
 
     _pruner: Pruner | None = None
+    _direct: RecordWriter | None = None
+    _direct_decided = False
     #: When the page being written was read: one ``time_extracted`` per page, not a clock read per record.
     page_extracted_at: datetime.datetime | None = None
+
+    @override
+    def _write_record_message(self, record: dict[str, Any]) -> None:
+        if not self._direct_decided:
+            self._direct, self._direct_decided = self._direct_writer(), True
+        writer = self._direct
+        if writer is None:
+            super()._write_record_message(record)
+            return
+        self._prune(record)
+        writer.write_record(
+            self.name,
+            record,
+            self._stream_version,
+            self.page_extracted_at or datetime.datetime.now(datetime.timezone.utc),
+        )
+        self.state_manager.is_flushed = False
+
+    def _direct_writer(self) -> RecordWriter | None:
+        """The tap's writer when records may skip the message objects (see the class docstring)."""
+        writer = getattr(self._tap, "message_writer", None)
+        maps = self.stream_maps
+        same = len(maps) == 1 and type(maps[0]) is SameRecordTransform and not maps[0].flattening_enabled
+        plain = self.TYPE_CONFORMANCE_LEVEL is TypeConformanceLevel.NONE and maps[0].stream_alias == self.name
+        return writer if isinstance(writer, RecordWriter) and same and plain else None
+
+    def _prune(self, record: dict[str, Any]) -> None:
+        pruner = self._pruner
+        if pruner is None:
+            pruner = self._pruner = Pruner.from_mask(self.mask)
+        if pruner.top or pruner.nested:
+            pruner.prune(record)
 
     @override
     def _generate_record_messages(self, record: dict[str, Any]) -> Generator[singerlib.RecordMessage, None, None]:
         if self.TYPE_CONFORMANCE_LEVEL is not TypeConformanceLevel.NONE:
             yield from super()._generate_record_messages(record)
             return
-        pruner = self._pruner
-        if pruner is None:
-            pruner = self._pruner = Pruner.from_mask(self.mask)
-        if pruner.top or pruner.nested:
-            pruner.prune(record)
+        self._prune(record)
         extracted = self.page_extracted_at or datetime.datetime.now(datetime.timezone.utc)
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
@@ -153,11 +189,8 @@ class RecordWriter(MsgSpecWriter):
     def write_message(self, message: singerlib.Message) -> None:
         try:
             line = self.format_message(message)
-        except (msgspec.EncodeError, ValueError) as exc:  # e.g. a Decimal NaN: JSON has no such number
-            stream = getattr(message, "stream", "?")
-            what = str(exc).split(";")[0]  # msgspec goes on with advice for its own callers
-            msg = f"{stream}: a record has a value JSON cannot carry ({what}); it was not written"
-            raise GraphAPIError(msg) from None
+        except (msgspec.EncodeError, ValueError) as exc:
+            raise _unwritable(getattr(message, "stream", "?"), exc) from None
         if len(self._block) + len(line) > self.BLOCK_BYTES:
             self._write_block()
         self._block += line
@@ -165,6 +198,23 @@ class RecordWriter(MsgSpecWriter):
             self._block_records += 1
         else:
             self.flush()
+
+    def write_record(
+        self, stream: str, record: dict[str, Any], version: int | None, time_extracted: datetime.datetime
+    ) -> None:
+        """One RECORD line, byte for byte what :meth:`write_message` writes for the same RecordMessage."""
+        message: dict[str, Any] = {"type": "RECORD", "stream": stream, "record": record}
+        if version is not None:
+            message["version"] = version
+        message["time_extracted"] = time_extracted
+        try:
+            line = serialize_jsonl(message)
+        except (msgspec.EncodeError, ValueError) as exc:
+            raise _unwritable(stream, exc) from None
+        if len(self._block) + len(line) > self.BLOCK_BYTES:
+            self._write_block()
+        self._block += line
+        self._block_records += 1
 
     def flush(self) -> None:
         """Write what was gathered, and flush stdout."""
@@ -183,3 +233,9 @@ class RecordWriter(MsgSpecWriter):
     def _flush_at_exit(self) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):  # the output is gone: the run reported it
             self.flush()
+
+
+def _unwritable(stream: str, exc: Exception) -> GraphAPIError:
+    """A record msgspec cannot encode (a ``Decimal`` NaN: JSON has no such number), as one line."""
+    what = str(exc).split(";")[0]  # msgspec goes on with advice for its own callers
+    return GraphAPIError(f"{stream}: a record has a value JSON cannot carry ({what}); it was not written")

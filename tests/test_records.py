@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import inspect
+from decimal import Decimal
 
 import pytest
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
-from singer_sdk.singerlib import SelectionMask
+from singer_sdk.singerlib import RecordMessage, SelectionMask
 from singer_sdk.streams import Stream
 
 from tap_meta_ads.checkpoint import SentIds
-from tap_meta_ads.records import PrunedRecordMessages, Pruner
+from tap_meta_ads.records import PrunedRecordMessages, Pruner, RecordWriter
+from tests.tap_harness import base_config, catalog_selecting, run_tap
 
 RECORD = {
     "id": "1",
@@ -74,3 +77,42 @@ def test_the_sdk_still_calls_the_bookkeeping_checkpoint_replaces():
 
     assert "self._increment_stream_state(record, context=current_context)" in inspect.getsource(Stream._sync_records)
     assert "_increment_stream_state" in CheckpointedBookmarks.__dict__
+
+
+def test_a_record_written_directly_is_the_line_the_sdk_path_writes(capsys):
+    record = {"id": "1", "spend": Decimal("1.50"), "n": 3, "nested": {"a": [1, None]}, "t": "2026-01-01T00:00:00+00:00"}
+    at = datetime.datetime(2026, 12, 1, 4, 5, 6, 789, tzinfo=datetime.timezone.utc)
+    for version in (None, 1764561906000):
+        writer = RecordWriter()
+        writer.write_message(RecordMessage(stream="ads", record=record, version=version, time_extracted=at))
+        writer.write_record("ads", record, version, at)
+        writer.flush()
+        sdk_line, direct_line = capsys.readouterr().out.splitlines()
+        assert direct_line == sdk_line
+        assert writer.records == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"stream_maps": {"ads": {"__alias__": "meta_ads"}}}, {"stream": "meta_ads", "keys": {"id", "name"}}),
+        ({"stream_maps": {"ads": {"__filter__": "int(id) % 2 == 0"}}}, {"stream": "ads", "even": True}),
+        ({"flattening_enabled": True, "flattening_max_depth": 1}, {"stream": "ads", "flat": "creative__id"}),
+    ],
+    ids=["alias", "filter", "flattening"],
+)
+def test_stream_maps_and_flattening_still_shape_the_records(sandbox, settings, expected):
+    config = base_config(sandbox.url, ["1002"], **settings)
+    run = run_tap(config, catalog=catalog_selecting(["ads"]))
+    assert run.returncode == 0, run.stderr[-2000:]
+    records = [m for m in run.records if m["stream"] == expected["stream"]]
+    assert records, {m["stream"] for m in run.records}
+    assert {m["stream"] for m in run.records} == {expected["stream"]}
+    if "keys" in expected:
+        assert expected["keys"] <= set(records[0]["record"])
+    if expected.get("even"):
+        assert all(int(m["record"]["id"]) % 2 == 0 for m in records)
+        assert 0 < len(records) < 0.6 * run.summary()["records"]  # about half of what was read
+    if "flat" in expected:
+        assert expected["flat"] in records[0]["record"]
+        assert "creative" not in records[0]["record"]
