@@ -287,7 +287,7 @@ def rate(records: float, seconds: float) -> str:
 class Sizes:
     throughput_ads: int = 60_000
     throughput_page: int = 500
-    insights_ads: int = 300
+    insights_ads: int = 1000
     insights_days: int = 28
     rounds: int = 3
     facebook_ads: int = 50_000

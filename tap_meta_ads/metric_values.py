@@ -30,7 +30,6 @@ any other page goes that slower way, whose result it must equal (``tests/test_me
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -179,14 +178,11 @@ class MetricRows:
         Raises ``msgspec.DecodeError`` for a body that is not a page, :class:`MetricValueError` (with the
         field and the row's date) for a value that is not a number of its type.
         """
-        gc.disable()  # thousands of fresh containers and no cycles: see client.decode_page
         try:
             page = self._typed.decode(content)
             rows: list[dict[str, Any]] = msgspec.to_builtins(page.data, builtin_types=(Decimal,))  # type: ignore[attr-defined]  # built at run time
         except msgspec.ValidationError:
             page = None  # a shape the typed decode does not take: value by value below
-        finally:
-            gc.enable()
         if page is not None:
             self.typed_pages += 1
             return rows, page.paging  # type: ignore[attr-defined]  # as above

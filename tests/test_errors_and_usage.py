@@ -6,6 +6,7 @@ import email.utils
 import logging
 import time
 
+import msgspec
 import pytest
 
 from tap_meta_ads.client import CursorPaginator, GraphPage, rfc3339
@@ -156,7 +157,7 @@ def test_pacer_spreads_over_the_time_until_its_own_calls_leave_a_sliding_window(
 
 
 def page(after, has_next, rows=1):
-    return GraphPage(records=[{"id": str(i)} for i in range(rows)], after=after, has_next=has_next, server_time=0)
+    return GraphPage(rows=[{"id": str(i)} for i in range(rows)], after=after, has_next=has_next, server_time=0)
 
 
 def test_cursor_paginator():
@@ -199,3 +200,16 @@ def test_secret_filter_masks_messages_args_and_tracebacks():
     plain = logging.LogRecord("t", logging.INFO, __file__, 1, "x marks the spot", (), None)
     secret_filter.filter(plain)
     assert plain.getMessage() == "x marks the spot"
+
+
+def test_rows_are_built_by_the_writer_and_a_page_of_non_objects_is_one_line():
+    rows = msgspec.json.decode(b'{"data":[{"id":"1"},{"id":"2"}]}', type=dict[str, msgspec.Raw])["data"]
+    built = GraphPage(rows=rows, after=None, has_next=False, server_time=0)
+    assert isinstance(built.rows, msgspec.Raw)  # nothing built until the writer asks
+    assert built.records == [{"id": "1"}, {"id": "2"}]
+    assert built.records is built.rows  # built once
+    bad = GraphPage(rows=msgspec.Raw(b"[1, 2]"), after=None, has_next=False, server_time=0)
+    with pytest.raises(GraphAPIError) as caught:
+        _ = bad.records
+    assert str(caught.value).startswith("Meta sent a page whose data is not a list of objects (")
+    assert "\n" not in str(caught.value)
