@@ -815,13 +815,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         key = self.replication_key
         if not key:
             return newest
-        for record in records:
-            value = record.get(key)
-            if value:
-                epoch = checkpoint.to_epoch(value)
-                if newest is None or epoch > newest:
-                    newest = epoch
-        return newest
+        return checkpoint.newest_epoch([v for record in records if isinstance(v := record.get(key), str)], newest)
 
     def _stop(
         self, context: Context, account: AccountFetch, point: ResumePoint, exc: BaseException, *, gave_up: bool = False

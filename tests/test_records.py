@@ -12,7 +12,7 @@ from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.singerlib import RecordMessage, SelectionMask
 from singer_sdk.streams import Stream
 
-from tap_meta_ads.checkpoint import SentIds
+from tap_meta_ads.checkpoint import SentIds, from_epoch, newest_epoch
 from tap_meta_ads.records import PrunedRecordMessages, Pruner, RecordWriter
 from tests.tap_harness import base_config, catalog_selecting, run_tap
 
@@ -116,3 +116,24 @@ def test_stream_maps_and_flattening_still_shape_the_records(sandbox, settings, e
     if "flat" in expected:
         assert expected["flat"] in records[0]["record"]
         assert "creative" not in records[0]["record"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            ["2026-03-07T23:00:00-0800", "2026-03-08T01:30:00-0800", "2026-03-07T10:00:00-0800"],
+            "2026-03-08T09:30:00+00:00",
+        ),
+        # across a daylight-saving change the strings no longer order as instants: parsed one by one
+        (["2026-03-08T03:10:00-0700", "2026-03-08T01:50:00-0800"], "2026-03-08T10:10:00+00:00"),
+        (["2026-11-01T01:30:00-0800", "2026-11-01T01:40:00-0700"], "2026-11-01T09:30:00+00:00"),
+        (["2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00Z", ""], "2026-01-01T01:00:00+00:00"),
+        ([], None),
+    ],
+    ids=["one-offset", "spring-forward", "fall-back", "mixed-shapes", "none"],
+)
+def test_the_newest_time_of_a_page_is_the_newest_instant(values, expected):
+    got = newest_epoch(values)
+    assert (from_epoch(got) if got is not None else None) == expected
+    assert newest_epoch(values, newest=4_000_000_000) == 4_000_000_000  # never older than what was seen
