@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import time
 
@@ -23,6 +24,7 @@ from tap_meta_ads.errors import (
     retry_after_seconds,
 )
 from tap_meta_ads.redact import MASK, SecretFilter
+from tap_meta_ads.tap import TapMetaAds
 from tap_meta_ads.usage import Pacer, Usage
 
 
@@ -213,3 +215,36 @@ def test_rows_are_built_by_the_writer_and_a_page_of_non_objects_is_one_line():
         _ = bad.records
     assert str(caught.value).startswith("Meta sent a page whose data is not a list of objects (")
     assert "\n" not in str(caught.value)
+
+
+def test_a_get_is_the_request_requests_would_prepare():
+    tap = TapMetaAds(
+        config={
+            "access_token": "tok-123",
+            "app_secret": "s3cret",
+            "account_ids": ["1001"],
+            "api_url": "http://127.0.0.1:9",
+        },
+        validate_config=True,
+    )
+    stream = tap.streams["ads"]
+    url = f"{stream.url_base}/act_1001/ads"
+    params = {
+        **stream.get_url_params({"account_id": "1001"}, "QVFIUm=x+y/z"),
+        "limit": 100,
+        "filtering": json.dumps([{"field": "updated_time", "operator": "GREATER_THAN", "value": 1700000000}]),
+        "appsecret_proof": "ab12",
+        "name": "Sommer ünd Sonne & more",
+    }
+    ours = stream.prepare("GET", url, params)
+    theirs = stream.build_prepared_request(method="GET", url=url, params=params)
+    assert ours.url == theirs.url
+    assert dict(ours.headers) == dict(theirs.headers)
+    assert ours.headers["Authorization"] == "Bearer tok-123"
+    assert "tok-123" not in (ours.url or "")
+    again = stream.prepare("GET", url, {"limit": 5})
+    assert again.url == f"{url}?limit=5"
+    assert ours.url != again.url  # each call its own copy
+    post = stream.prepare("POST", f"{stream.url_base}/act_1001/insights", {"level": "ad"})
+    assert post.body == "level=ad"
+    assert post.url == f"{stream.url_base}/act_1001/insights"
