@@ -95,6 +95,15 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 #: Pages an account's fetcher may read ahead of the writer (never more than ``checkpoint_every_pages``):
 #: enough to keep the network busy while a page is written, small enough to keep memory flat.
 READ_AHEAD_PAGES = 10
+#: Bytes of response body an account's pages may hold while they wait for the writer (their rows stay raw
+#: JSON until written, see ``GraphPage``); the next page is assumed as large as the last, and one page may
+#: always wait. A bound in pages alone let the peak RSS of a long run depend on how heavy its pages were
+#: and on how far ahead the fetcher happened to get while the writer was slowed (measured: 0.8 MB more per
+#: page waiting at pages of 500 ads with every field, up to ten of them; pages of 5,000 weigh ten times
+#: more). 2 MiB keeps ten default pages of 100 ads with every field (about 0.15 MB each) reading ahead
+#: as before, while pages of 500 stop at two; with ``parallel_accounts`` accounts read at once, the
+#: queues hold at most about that many times 2 MiB.
+READ_AHEAD_BYTES = 2 * 1024 * 1024
 #: Pages the first account must read before the others start (see ``prefetch.py``): the first answer shows
 #: that the token, version, fields and permissions work, the second that its cursor does, so a bad run fails
 #: on one account with one line. Every page more keeps the other accounts idle for one call's latency.
@@ -222,6 +231,8 @@ class GraphPage:
     has_next: bool
     server_time: int
     fetched_at: datetime.datetime | None = None
+    #: The size of the response body the page holds (raw rows keep a view of it): what it costs in the queue.
+    body_bytes: int = 0
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -270,7 +281,13 @@ class GraphPage:
             has_next=bool(paging and paging.next),
             server_time=server_time_of(response),
             fetched_at=datetime.datetime.now(datetime.timezone.utc),
+            body_bytes=len(content),
         )
+
+
+def queued_bytes(page: GraphPage | None) -> int:
+    """What a page costs while it waits for the writer (``None``, a restarted pass, costs nothing)."""
+    return page.body_bytes if page is not None else 0
 
 
 def server_time_of(response: requests.Response) -> int:
@@ -702,6 +719,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
             width=int(self.config["parallel_accounts"]),
             depth=min(every, READ_AHEAD_PAGES),
             proven_after=PROVEN_AFTER_PAGES,
+            max_bytes=READ_AHEAD_BYTES,
+            size=queued_bytes,
         )
 
     def _plan(self, context: Context) -> AccountFetch:

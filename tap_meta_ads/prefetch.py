@@ -16,6 +16,12 @@ fetches again at most that many pages of an account it had not started writing),
 partitions are read at once: the one being written and the next ones in order. Pacing, retries and the
 error table stay per partition: each fetcher owns its partition's pacer and page size.
 
+The queue is bounded in bytes too (``max_bytes``, with each item's ``size``): a bound in pages alone lets
+the memory a run needs depend on how heavy its pages are and on how far ahead a fetcher happens to get
+while the writer is slow, so the peak of a long run was set by its worst moment. A fetcher starts another
+item only while the items waiting for the writer leave room for one more as large as its last one; when
+nothing is waiting it always may (one item read ahead is what overlaps the network with the writing).
+
 Other partitions start only once the first one has shown the run works (its fetcher has read a few
 pages, or all of them): a wrong token, version or field list then fails on one account with one error
 line, as in a sequential run, instead of on ``width`` accounts at once, each burning its budget.
@@ -54,17 +60,28 @@ class _Feed(Generic[T]):
     """One partition's items on their way from its fetcher thread to the writer.
 
     The fetcher takes a slot before it produces an item (before the request is sent) and the writer
-    gives it back when it takes the item, so at most ``depth`` items are fetched and not yet taken.
+    gives it back when it takes the item, so at most ``depth`` items are fetched and not yet taken. A slot
+    is free only while the items waiting hold at most ``max_bytes`` with one more as large as the last
+    one (``None``: no byte bound), or while none is waiting.
     """
 
     def __init__(
-        self, items: Iterator[T], depth: int, proven_after: int, stop: threading.Event, on_proven: Callable[[], None]
+        self,
+        items: Iterator[T],
+        bounds: _Bounds[T],
+        proven_after: int,
+        stop: threading.Event,
+        on_proven: Callable[[], None],
     ) -> None:
         self._items = items
+        self._bounds = bounds
         self._proven_after = proven_after
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._room = threading.Semaphore(depth)
-        self._depth = depth
+        self._room = threading.Condition()
+        self._slots = 0  # items fetched (or being fetched) and not yet taken
+        self._bytes = 0  # the size of the items fetched and not yet taken
+        self.stalled = False  # the fetcher waits for the writer to make room
+        self._done = False
         self._stop = stop
         self._on_proven = on_proven
         self._thread = threading.Thread(target=self._run, name="tap-meta-ads-fetcher", daemon=True)
@@ -72,13 +89,20 @@ class _Feed(Generic[T]):
 
     def _run(self) -> None:
         produced = 0
+        last = 0
         try:
-            while self._wait_for_room():
+            while self._wait_for_room(last):
                 item = next(self._items, _END)
-                self._queue.put(item)
                 if item is _END:
+                    with self._room:
+                        self._slots -= 1  # the end of the items waits in no slot
+                    self._queue.put(_END)
                     self._on_proven()
                     return
+                last = self._bounds.size(item)  # type: ignore[arg-type]  # anything but _END is a T
+                with self._room:
+                    self._bytes += last
+                self._queue.put((item, last))
                 produced += 1
                 if produced == self._proven_after:
                     self._on_proven()
@@ -88,29 +112,76 @@ class _Feed(Generic[T]):
             close = getattr(self._items, "close", None)
             if close is not None:
                 close()
+            with self._room:
+                self._done = True
+                self._room.notify_all()
 
-    def _wait_for_room(self) -> bool:
+    def _wait_for_room(self, last: int) -> bool:
         """Take a slot, waiting for the writer; ``False`` when the run is stopping."""
-        while not self._stop.is_set():
-            if self._room.acquire(timeout=_POLL_SECONDS):
-                return True
-        return False
+        with self._room:
+            while not self._stop.is_set():
+                if self._bounds.room(self._slots, self._bytes, last):
+                    self._slots += 1
+                    self.stalled = False
+                    return True
+                self.stalled = True
+                self._room.notify_all()  # for whoever watches ``stalled``
+                self._room.wait(_POLL_SECONDS)
+            return False
 
     def drain(self) -> Iterator[T]:
         """The items in order; raises the fetcher's exception where it happened."""
         while True:
-            item = self._queue.get()
-            if item is _END:
+            entry = self._queue.get()
+            if entry is _END:
                 return
-            if isinstance(item, _Failed):
-                raise item.error
-            self._room.release()
-            yield item  # type: ignore[misc]  # everything else in the queue is a T
+            if isinstance(entry, _Failed):
+                raise entry.error
+            item: T
+            size: int
+            item, size = entry  # type: ignore[misc]  # everything else in the queue is (T, size)
+            with self._room:
+                self._slots -= 1
+                self._bytes -= size
+                self.stalled = False  # until the fetcher has looked at the room made
+                self._room.notify_all()
+            yield item
+
+    def settled(self, timeout: float) -> bool:
+        """Wait until the fetcher can go no further without the writer (it waits for room, or is done)."""
+        with self._room:
+            return self._room.wait_for(lambda: self.stalled or self._done, timeout)
+
+    def waiting(self) -> tuple[int, int]:
+        """How many items are fetched and not yet taken, and their size."""
+        with self._room:
+            return self._slots, self._bytes
+
+
+@dataclass(frozen=True)
+class _Bounds(Generic[T]):
+    """How far a fetcher may read ahead: ``depth`` items, and ``max_bytes`` of ``size`` (``None``: unbounded)."""
+
+    depth: int
+    max_bytes: int | None
+    size: Callable[[T], int]
+
+    def room(self, slots: int, waiting_bytes: int, last: int) -> bool:
+        """Whether one more item may be fetched, with ``slots`` items of ``waiting_bytes`` not yet taken."""
+        if slots >= self.depth:
+            return False
+        return slots == 0 or self.max_bytes is None or waiting_bytes + last <= self.max_bytes
+
+
+def _no_size(_: object) -> int:
+    return 0
 
 
 class ReadAhead(Generic[K, T]):
     """Fetches the items of up to ``width`` partitions at once, each at most ``depth`` ahead of the writer.
 
+    Each partition's items waiting for the writer hold at most about ``max_bytes`` of ``size(item)`` (the
+    next item is assumed as large as the last; one item is always allowed).
     Partitions after the first start once the first has produced ``proven_after`` items (or all).
 
     ``keys`` are the partitions in the order the writer will ask for them; ``produce(key)`` returns the
@@ -118,16 +189,27 @@ class ReadAhead(Generic[K, T]):
     """
 
     def __init__(
-        self, keys: list[K], produce: Callable[[K], Iterator[T]], *, width: int, depth: int, proven_after: int
+        self,
+        keys: list[K],
+        produce: Callable[[K], Iterator[T]],
+        *,
+        width: int,
+        depth: int,
+        proven_after: int,
+        max_bytes: int | None = None,
+        size: Callable[[T], int] = _no_size,
     ) -> None:
         if min(width, depth, proven_after) < 1:
             msg = f"width, depth and proven_after must be at least 1, got {width}, {depth} and {proven_after}"
+            raise ValueError(msg)
+        if max_bytes is not None and max_bytes < 0:
+            msg = f"max_bytes must be at least 0, got {max_bytes}"
             raise ValueError(msg)
         self._proven_after = proven_after
         self._keys = keys
         self._produce = produce
         self._width = width
-        self._depth = depth
+        self._bounds = _Bounds(depth, max_bytes, size)
         self._feeds: dict[K, _Feed[T]] = {}
         self._started: set[K] = set()
         self._next = 0  # index in keys of the next partition to start
@@ -174,7 +256,7 @@ class ReadAhead(Generic[K, T]):
                 self._start(key)
 
     def _start(self, key: K) -> _Feed[T]:
-        feed = _Feed(self._produce(key), self._depth, self._proven_after, self._stop, self._proven_now)
+        feed = _Feed(self._produce(key), self._bounds, self._proven_after, self._stop, self._proven_now)
         self._feeds[key] = feed
         self._started.add(key)
         return feed

@@ -89,3 +89,72 @@ def test_a_failure_in_a_partition_read_ahead_waits_for_its_turn():
 def test_bad_bounds_are_refused():
     with pytest.raises(ValueError, match="at least 1"):
         ReadAhead(["a"], iter, width=0, depth=1, proven_after=1)
+
+
+def sized_items(count, size):
+    return [("a", n, size) for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("size", "max_bytes", "depth", "ahead"),
+    [
+        (300, 1000, 10, 3),  # 3 x 300 waiting: a fourth would make 1,200
+        (300, 900, 10, 3),  # exactly full
+        (5000, 1000, 10, 1),  # an item larger than the bound: one may always wait
+        (300, 100_000, 4, 4),  # the bound in items holds too
+        (300, None, 5, 5),  # no byte bound: items only
+    ],
+)
+def test_the_items_waiting_for_the_writer_stay_within_the_byte_bound(size, max_bytes, depth, ahead):
+    """After each item the writer takes, the fetcher goes exactly as far as the bounds let it, and stops."""
+    items = sized_items(9, size)
+    read_ahead = ReadAhead(
+        ["a"],
+        lambda _: iter(items),
+        width=1,
+        depth=depth,
+        proven_after=1,
+        max_bytes=max_bytes,
+        size=lambda item: item[2],
+    )
+    written = []
+    try:
+        feed_items = read_ahead.items("a")
+        for item in feed_items:
+            written.append(item)
+            feed = read_ahead._feeds["a"]
+            assert feed.settled(timeout=60), "the fetcher neither stopped for room nor finished"
+            left = len(items) - len(written)
+            assert feed.waiting() == (min(ahead, left), min(ahead, left) * size)
+    finally:
+        read_ahead.close()
+    assert written == items
+
+
+def test_the_next_item_is_assumed_as_large_as_the_last():
+    """Items that grow: the fetcher stops once one more like the last would not fit (one may exceed the bound)."""
+    items = [("a", 0, 100), ("a", 1, 100), ("a", 2, 700), ("a", 3, 100), ("a", 4, 100), ("a", 5, 100)]
+    read_ahead = ReadAhead(
+        ["a"], lambda _: iter(items), width=1, depth=10, proven_after=1, max_bytes=1000, size=lambda item: item[2]
+    )
+    try:
+        feed_items = read_ahead.items("a")
+        assert next(feed_items) == items[0]
+        feed = read_ahead._feeds["a"]
+        assert feed.settled(timeout=60)
+        # 100 + 700 waiting (800); one more of 700 would make 1,500
+        assert feed.waiting() == (2, 800)
+        assert next(feed_items) == items[1]
+        assert feed.settled(timeout=60)
+        assert feed.waiting() == (1, 700)  # 700 + 700 > 1,000: no room until the 700 is taken
+        assert next(feed_items) == items[2]
+        assert feed.settled(timeout=60)
+        assert feed.waiting() == (3, 300)  # the rest, 100 each
+        assert list(feed_items) == items[3:]
+    finally:
+        read_ahead.close()
+
+
+def test_a_negative_byte_bound_is_refused():
+    with pytest.raises(ValueError, match="max_bytes"):
+        ReadAhead(["a"], iter, width=1, depth=1, proven_after=1, max_bytes=-1)
