@@ -104,10 +104,9 @@ READ_AHEAD_PAGES = 10
 #: as before, while pages of 500 stop at two; with ``parallel_accounts`` accounts read at once, the
 #: queues hold at most about that many times 2 MiB.
 READ_AHEAD_BYTES = 2 * 1024 * 1024
-#: Pages the first account must read before the others start (see ``prefetch.py``): the first answer shows
-#: that the token, version, fields and permissions work, the second that its cursor does, so a bad run fails
-#: on one account with one line. Every page more keeps the other accounts idle for one call's latency.
-PROVEN_AFTER_PAGES = 2
+#: Pages the first account must read before the others start (see ``prefetch.py``): enough to show that
+#: the token, version, fields and permissions work, so a bad run fails on one account with one line.
+PROVEN_AFTER_PAGES = 5
 
 
 def account_id_of(value: str) -> str:
