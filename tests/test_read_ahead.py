@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tap_meta_ads.client import PROVEN_AFTER_PAGES
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import ADS, base_config, duplicates, run_tap
 
@@ -30,8 +31,9 @@ def test_accounts_are_fetched_at_once_but_written_one_after_another(make_sandbox
     last = {a: len(log) - 1 - log[::-1].index(a) for a in ACCOUNTS}
     accounts = list(ACCOUNTS)
     assert any(first[b] < last[a] for a, b in itertools.pairwise(accounts))
-    # the first account read 5 pages before any other was asked for anything
-    assert all(a == accounts[0] for a in log[:5])
+    # the first account read PROVEN_AFTER_PAGES pages before any other was asked for anything
+    assert PROVEN_AFTER_PAGES >= 2
+    assert all(a == accounts[0] for a in log[:PROVEN_AFTER_PAGES])
 
 
 def test_every_state_covers_exactly_the_records_written_before_it(make_sandbox):
