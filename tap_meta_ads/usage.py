@@ -95,6 +95,11 @@ def _collect(value: object, pcts: list[float], seconds: list[float], minutes: li
                 pcts.append(number)
 
 
+#: Meta's longest usage window: app and business use case usage are counted over a rolling hour. A call
+#: older than that counts in no window, so the pacer forgets it (memory stays flat however long the run).
+LONGEST_WINDOW_SECONDS = 3600.0
+
+
 class Pacer:
     """Spreads the calls left in a budget over the time until the budget grows again.
 
@@ -123,10 +128,18 @@ class Pacer:
         self._cost_per_call = 1.0
         self._sent: deque[float] = deque()
 
+    @property
+    def remembered_calls(self) -> int:
+        """Own calls kept to know when each leaves the window: at most an hour's (``LONGEST_WINDOW_SECONDS``)."""
+        return len(self._sent)
+
     def observe(self, usage: Usage, sent_at: float | None = None) -> float:
         """Take one response's usage; return how many seconds to wait before the next call."""
         if sent_at is not None:
-            self._sent.append(sent_at)
+            sent = self._sent
+            sent.append(sent_at)
+            while sent[0] < sent_at - LONGEST_WINDOW_SECONDS:  # below the threshold nothing else trims it
+                sent.popleft()
         if not usage.seen:
             return 0.0
         if self._last_pct is not None and usage.pct > self._last_pct:

@@ -25,7 +25,7 @@ from tap_meta_ads.errors import (
 )
 from tap_meta_ads.redact import MASK, SecretFilter
 from tap_meta_ads.tap import TapMetaAds
-from tap_meta_ads.usage import Pacer, Usage
+from tap_meta_ads.usage import LONGEST_WINDOW_SECONDS, Pacer, Usage
 
 
 def body(code, message="x", subcode=None, transient=False, kind="OAuthException"):
@@ -248,3 +248,11 @@ def test_a_get_is_the_request_requests_would_prepare():
     post = stream.prepare("POST", f"{stream.url_base}/act_1001/insights", {"level": "ad"})
     assert post.body == "level=ad"
     assert post.url == f"{stream.url_base}/act_1001/insights"
+
+
+def test_the_pacer_forgets_calls_older_than_the_longest_window():
+    pacer = Pacer(threshold_pct=75, fallback_seconds=1, max_wait_seconds=60)
+    start = time.monotonic() - 3 * LONGEST_WINDOW_SECONDS
+    for i in range(3 * 3600):  # one call a second for three hours, usage low all along
+        assert pacer.observe(Usage(pct=10, reset_seconds=None, seen=True), sent_at=start + i) == 0.0
+    assert 3600 <= pacer.remembered_calls <= 3601
