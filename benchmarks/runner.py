@@ -277,10 +277,6 @@ class Report:
         return "\n".join([*head, *body, "", *details, *(f"- {n}" for n in self.notes), ""])
 
 
-def rate(records: float, seconds: float) -> str:
-    return f"{records / seconds:,.0f}"
-
-
 # -- the six measurements ---------------------------------------------------------------------------------
 
 
@@ -478,14 +474,14 @@ def against_tap_facebook(report: Report, tap: Tap, sizes: Sizes) -> None:
         ours_all = tap.run(sb.url, "ads", tap_config(sb.url, ["1001"]))
         all_rate = sb.stats()["records_served"] / ours_all.wall
 
-    def rate(name: str) -> float:
+    def median_rate(name: str) -> float:
         return statistics.median(stats["records_served"] / m.wall for m, stats in runs[name])
 
     def cpu(name: str) -> float:
         return statistics.median(m.cpu for m, _ in runs[name])
 
-    their_rate, our_rate, raw_rate = rate("theirs"), rate("ours"), rate("raw")
-    ratios = sorted(stats["records_served"] / m.wall for m, stats in runs["ours"])
+    their_rate, our_rate, raw_rate = median_rate("theirs"), median_rate("ours"), median_rate("raw")
+    our_rates = sorted(stats["records_served"] / m.wall for m, stats in runs["ours"])
     spread = [
         f"{o[1]['records_served'] / o[0].wall / (t[1]['records_served'] / t[0].wall):.1f}x"
         for o, t in zip(runs["ours"], runs["theirs"], strict=True)
@@ -502,7 +498,7 @@ def against_tap_facebook(report: Report, tap: Tap, sizes: Sizes) -> None:
             f"page size and writer: tap-meta-ads {runs['ours'][0][1]['requests']} calls of {page}, CPU "
             f"{cpu('ours'):.1f} s; tap-facebook {runs['theirs'][0][1]['requests']} calls of 25, CPU "
             f"{cpu('theirs'):.1f} s; median of {sizes.rounds} alternating rounds (round by round: "
-            f"{', '.join(spread)}; tap-meta-ads {ratios[0]:,.0f}-{ratios[-1]:,.0f} records per wall-second). "
+            f"{', '.join(spread)}; tap-meta-ads {our_rates[0]:,.0f}-{our_rates[-1]:,.0f} records per wall-second). "
             f"tap-meta-ads with every field (39): {all_rate:,.0f} records per wall-second "
             f"({all_rate / their_rate:.1f}x). The floor of one account's chain of pages: the plain requests+json "
             f"loop over the same pages ({page} a page, the same columns, nothing else) reads {raw_rate:,.0f} records "

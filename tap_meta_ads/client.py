@@ -390,7 +390,6 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         self.send_with_retries: Callable[..., requests.Response] = self.request_decorator(self.send)
         self._read_ahead: ReadAhead[str, GraphPage | None] | None = None
         self._plans: dict[str, AccountFetch] = {}
-        self._proxies_by_host: dict[str, dict[str, str]] = {}
         self._get_template: requests.PreparedRequest | None = None
         self._proof = appsecret_proof(cfg["access_token"], cfg.get("app_secret"))
         self._auth = BearerAuth(cfg["access_token"])
@@ -509,9 +508,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         stats.requests += 1
         started, sent_at = time.perf_counter(), time.monotonic()
         timeouts = (min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout)
-        response = self.requests_session.send(
-            prepared, timeout=timeouts, allow_redirects=False, proxies=self._proxies(prepared.url or url)
-        )
+        response = self.requests_session.send(prepared, timeout=timeouts, allow_redirects=False, proxies=self._proxies)
         self._log_duration(response, started, account.context, endpoint or self.edge)
         account.pace_wait = account.pacer.observe(Usage.from_headers(response.headers), sent_at=sent_at)
         self.validate_response(response)
@@ -535,21 +532,16 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         prepared.url = f"{url}?{urllib.parse.urlencode(params)}" if params else url
         return prepared
 
-    def _proxies(self, url: str) -> dict[str, str]:
-        """The proxies for a URL's host, from the environment, resolved once per scheme and host.
+    @cached_property
+    def _proxies(self) -> dict[str, str]:
+        """The proxies from the environment for ``api_url``'s host, resolved once: every call goes there.
 
         requests resolves them on every call (a scan of the whole environment, twice), which cost about
         a tenth of the fetcher thread's CPU; the environment does not change during a run.
         """
-        parts = urllib.parse.urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
-        found = self._proxies_by_host.get(key)
-        if found is None:
-            session = self.requests_session
-            found = self._proxies_by_host[key] = requests.utils.resolve_proxies(
-                requests.Request("GET", key).prepare(), dict(session.proxies), session.trust_env
-            )
-        return found
+        session = self.requests_session
+        target = requests.Request("GET", self.url_base).prepare()
+        return requests.utils.resolve_proxies(target, dict(session.proxies), session.trust_env)
 
     def _log_duration(self, response: requests.Response, started: float, context: Context, endpoint: str) -> None:
         """Keep the SDK's ``http_request_duration`` METRIC line, without the URL (it has the proof)."""

@@ -390,13 +390,6 @@ class InsightsStream(GraphStream):
         """The report's page decoder: metrics become exact numbers while each page is parsed."""
         return MetricRows(self.schema)
 
-    @override
-    def post_process(self, row: dict, context: Context | None = None) -> dict | None:
-        """Add the account (metrics were converted with the page, see ``metric_values.py``)."""
-        if context is not None and "account_id" not in row:
-            row["account_id"] = context["account_id"]
-        return row
-
     # -- the partition ---------------------------------------------------------------------------
 
     @override

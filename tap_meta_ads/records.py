@@ -22,6 +22,7 @@ import select
 import sys
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -107,16 +108,12 @@ class PrunedRecordMessages(Stream):
     """
 
     _pruner: Pruner | None = None
-    _direct: RecordWriter | None = None
-    _direct_decided = False
     #: When the page being written was read: one ``time_extracted`` per page, not a clock read per record.
     page_extracted_at: datetime.datetime | None = None
 
     @override
     def _write_record_message(self, record: dict[str, Any]) -> None:
-        if not self._direct_decided:
-            self._direct, self._direct_decided = self._direct_writer(), True
-        writer = self._direct
+        writer = self._direct_writer
         if writer is None:
             super()._write_record_message(record)
             return
@@ -129,8 +126,12 @@ class PrunedRecordMessages(Stream):
         )
         self.state_manager.is_flushed = False
 
+    @cached_property
     def _direct_writer(self) -> RecordWriter | None:
-        """The tap's writer when records may skip the message objects (see the class docstring)."""
+        """The tap's writer when records may skip the message objects (see the class docstring).
+
+        Decided at the first record: the stream maps and the writer are set up by then and do not change.
+        """
         writer = getattr(self._tap, "message_writer", None)
         maps = self.stream_maps
         same = len(maps) == 1 and type(maps[0]) is SameRecordTransform and not maps[0].flattening_enabled
@@ -191,12 +192,10 @@ class RecordWriter(MsgSpecWriter):
             line = self.format_message(message)
         except (msgspec.EncodeError, ValueError) as exc:
             raise _unwritable(getattr(message, "stream", "?"), exc) from None
-        if len(self._block) + len(line) > self.BLOCK_BYTES:
-            self._write_block()
-        self._block += line
         if type(message) is singerlib.RecordMessage:
-            self._block_records += 1
+            self._gather(line)
         else:
+            self._gather(line, records=0)
             self.flush()
 
     def write_record(
@@ -211,10 +210,14 @@ class RecordWriter(MsgSpecWriter):
             line = serialize_jsonl(message)
         except (msgspec.EncodeError, ValueError) as exc:
             raise _unwritable(stream, exc) from None
+        self._gather(line)
+
+    def _gather(self, line: bytearray, records: int = 1) -> None:
+        """Add a line to the block, writing the block first when the line would not fit in it."""
         if len(self._block) + len(line) > self.BLOCK_BYTES:
             self._write_block()
         self._block += line
-        self._block_records += 1
+        self._block_records += records
 
     def flush(self) -> None:
         """Write what was gathered, and flush stdout."""
