@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,3 +36,11 @@ def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
 def sandbox(make_sandbox: Callable[..., SandboxServer]) -> SandboxServer:
     """A sandbox with the default two accounts and no faults."""
     return make_sandbox()
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A local port that refuses connections: bound (so nobody else takes it) but not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]

@@ -45,14 +45,6 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "| ERROR" in line]
 
 
-@pytest.fixture
-def refusing_port() -> Iterator[int]:
-    """A local port that refuses connections: bound (so nobody else takes it) but not listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 def run_cli(args: list[str]) -> TapRun:
     proc = subprocess.run([*TAP, *args], capture_output=True, text=True, timeout=120, check=False)
     run = TapRun(proc.returncode, proc.stdout, proc.stderr)

@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--latency", type=float, default=_env("LATENCY", "0"), help="seconds added to every Graph answer (default 0)"
     )
+    net.add_argument(
+        "--gzip",
+        action="store_true",
+        default=_env_flag("GZIP"),
+        help="gzip answers for clients that accept it, as Meta does (default off)",
+    )
     data = p.add_argument_group("data")
     data.add_argument("--seed", type=int, default=_env("SEED", "42"), help="data seed (default %(default)s)")
     data.add_argument(
@@ -243,6 +249,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         latency_seconds=args.latency,
         cursor_ttl_seconds=args.cursor_ttl_seconds,
         max_limit=args.max_limit,
+        gzip=args.gzip,
     )
 
 

@@ -44,6 +44,14 @@ class SandboxConfig:
     latency_seconds: float = 0.0
     cursor_ttl_seconds: float | None = None
     max_limit: int = MAX_LIMIT
+    #: Answer gzip-compressed when the request accepts gzip, as Meta's servers do (public SDKs had to learn
+    #: to decode it: facebookarchive/facebook-php-sdk#132, amachang/facebook-node-sdk#19). Off by default,
+    #: so a benchmark measures its clients, not the sandbox's zlib.
+    gzip: bool = False
+    #: Close a kept-alive connection after this many idle seconds, as every real server does (``None``:
+    #: keep it for as long as the client does), so a client's handling of connections the server has
+    #: closed meanwhile can be shown.
+    idle_timeout_seconds: float | None = None
 
     def __post_init__(self) -> None:
         """Reject impossible settings with a one-line reason (ValueError, TypeError for a wrong type)."""
@@ -79,6 +87,7 @@ class SandboxConfig:
             (self.account_budget >= 1, "account_budget must be >= 1"),
             (self.app_budget >= 1, "app_budget must be >= 1"),
             (self.latency_seconds >= 0, "latency_seconds must be >= 0"),
+            (self.idle_timeout_seconds is None or self.idle_timeout_seconds > 0, "idle_timeout_seconds must be > 0"),
             (self.cursor_ttl_seconds is None or self.cursor_ttl_seconds > 0, "cursor_ttl_seconds must be > 0"),
             (self.max_limit >= 1, "max_limit must be >= 1"),
         )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import gzip
 import hashlib
 import hmac
 import json
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -597,14 +599,25 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
+    def __init__(self, address: tuple[str, int], app: SandboxApp, tls: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.tls = tls
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection; with TLS, its handshake happens in the handler's thread, on first read.
+
+        Wrapping lazily keeps a client that never finishes its handshake from stalling every other one.
+        """
+        sock, address = self.socket.accept()
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that hung up (after a timeout, say) is normal here: no traceback, one line otherwise."""
         exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
+        if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLError)):
             return
         print(f"sandbox: error serving {client_address}: {exc!r}", file=sys.stderr)
 
@@ -618,6 +631,11 @@ class _Handler(BaseHTTPRequestHandler):
     # sandbox, not the client, the bottleneck.
     disable_nagle_algorithm = True
     server: _HTTPServer
+
+    def setup(self) -> None:
+        """Time idle connections out after ``idle_timeout_seconds`` (the handler then closes them)."""
+        super().setup()
+        self.connection.settimeout(self.server.app.config.idle_timeout_seconds)
 
     def version_string(self) -> str:
         """The ``Server`` header."""
@@ -663,6 +681,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.wait_seconds and app.stop_event.wait(reply.wait_seconds):
             self.close_connection = True
             return
+        if app.config.gzip and _accepts_gzip(self.headers.get("Accept-Encoding")):
+            reply.chunks = [gzip.compress(reply.body)]
+            reply.headers["Content-Encoding"] = "gzip"
         self._send(reply)
 
     def _head(self, reply: Reply) -> bytes:
@@ -703,12 +724,31 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(chunk)
 
 
-class SandboxServer:
-    """The sandbox on a real socket: a context manager for tests, or ``serve_forever`` for the CLI."""
+def _accepts_gzip(header: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header accepts gzip (named, without ``q=0``)."""
+    for item in (header or "").split(","):
+        coding, _, params = item.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "x-gzip"):
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
-    def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+
+class SandboxServer:
+    """The sandbox on a real socket: a context manager for tests, or ``serve_forever`` for the CLI.
+
+    With ``tls`` (a server-side ``ssl.SSLContext``) it speaks HTTPS, as Meta does, so a client's
+    certificate checks can be shown against it.
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.app = SandboxApp(config or SandboxConfig())
-        self._httpd = _HTTPServer((host, port), self.app)
+        self._httpd = _HTTPServer((host, port), self.app, tls)
         self._thread: threading.Thread | None = None
 
     @property
@@ -724,7 +764,8 @@ class SandboxServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321``; point the tap's ``api_url`` here."""
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self._httpd.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> SandboxServer:
         """Serve in a daemon thread."""
