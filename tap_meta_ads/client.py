@@ -531,7 +531,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         if self._get_template is None:
             self._get_template = self.build_prepared_request(method="GET", url=base)
         prepared = self._get_template.copy()
-        prepared.url = f"{url}?{urllib.parse.urlencode(params)}" if params else url
+        prepared.url = f"{url}?{'&'.join(map(_query_pair, params.items()))}" if params else url
         return prepared
 
     @cached_property
@@ -902,6 +902,21 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
 
 
 _QUERY = re.compile(r"\?[^\s'\")]*")
+
+
+def _query_pair(item: tuple[str, object]) -> str:
+    """``key=value`` of a query, quoted as ``urlencode`` quotes it.
+
+    Cached (``_quoted_pair``) because every page of an account repeats the same ``fields`` (hundreds of
+    characters, which ``urlencode`` quotes one by one in Python), status list and filter; only the cursor
+    changes. A value that is neither text nor a number is quoted each time.
+    """
+    return _quoted_pair(item) if isinstance(item[1], (str, int)) else urllib.parse.urlencode([item])
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted_pair(item: tuple[str, object]) -> str:
+    return urllib.parse.urlencode([item])
 
 
 def without_query(text: str) -> str:

@@ -68,6 +68,9 @@ class GraphTransport(requests.adapters.BaseAdapter):
         self._open: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         #: connections opened so far (read by tests: reuse is part of the contract)
         self.connections_opened = 0
+        # Kept-alive sockets are closed when the transport goes, at the latest when the process exits
+        # (as urllib3's pools do): a socket left to the garbage collector is a ResourceWarning on stderr.
+        weakref.finalize(self, _close_all, self._open)
 
     @override
     def send(
@@ -198,10 +201,14 @@ class GraphTransport(requests.adapters.BaseAdapter):
     @override
     def close(self) -> None:
         """Close every connection this transport opened, and the fallback's pool."""
-        for conn in list(self._open):
-            conn.close()
+        _close_all(self._open)
         self._idle.clear()
         self.fallback.close()
+
+
+def _close_all(connections: weakref.WeakSet[http.client.HTTPConnection]) -> None:
+    for conn in list(connections):
+        conn.close()
 
 
 def _decoded(body: bytes, encoding: str | None, request: requests.PreparedRequest) -> bytes:
