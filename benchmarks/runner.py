@@ -500,7 +500,7 @@ def against_tap_facebook(report: Report, tap: Tap, sizes: Sizes) -> None:
             f"{cpu('theirs'):.1f} s; median of {sizes.rounds} alternating rounds (round by round: "
             f"{', '.join(spread)}; tap-meta-ads {our_rates[0]:,.0f}-{our_rates[-1]:,.0f} records per wall-second). "
             f"tap-meta-ads with every field (39): {all_rate:,.0f} records per wall-second "
-            f"({all_rate / their_rate:.1f}x). The floor of one account's chain of pages: the plain requests+json "
+            f"({all_rate / their_rate:.1f}x). One account's chain of pages with requests: the plain requests+json "
             f"loop over the same pages ({page} a page, the same columns, nothing else) reads {raw_rate:,.0f} records "
             f"per wall-second ({raw_rate / their_rate:.1f}x tap-facebook; tap-meta-ads at {our_rate / raw_rate:.2f}x "
             "of it)",
