@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 
-from tap_meta_ads.sandbox.cli import build_parser
+from tap_meta_ads.sandbox.cli import build_parser, config_from_args
 
 from .conftest import TOKEN
 
@@ -19,7 +19,7 @@ EXPECTED_OPTIONS = {
     "--host", "--port", "--port-file", "--latency", "--seed", "--accounts", "--archived-ratio",
     "--deleted-ratio", "--token", "--app-secret", "--page-budget-bytes", "--empty-page-every", "--max-limit",
     "--cursor-ttl-seconds", "--rate-window-seconds", "--account-budget", "--app-budget", "--throttle-code",
-    "--no-usage-headers", "--fault", "--fault-seed", "--slow-seconds", "--retry-after-seconds",
+    "--no-usage-headers", "--fault", "--fault-seed", "--slow-seconds", "--retry-after-seconds", "--gzip",
 }  # fmt: skip
 
 
@@ -31,6 +31,15 @@ def test_help_documents_every_option_and_the_fault_grammar():
         assert re.search(rf"^\s+{re.escape(option)}\b.*\S", out, re.MULTILINE), option
     for word in ("KIND@N", "KIND~P", "after:K", "http503", "throttle:CODE", "SANDBOX_"):
         assert word in out
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "gzip"), [([], {}, False), (["--gzip"], {}, True), ([], {"SANDBOX_GZIP": "1"}, True)]
+)
+def test_gzip_is_off_unless_asked_for(monkeypatch, args, env, gzip):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert config_from_args(build_parser().parse_args(args)).gzip is gzip
 
 
 @pytest.mark.parametrize(
