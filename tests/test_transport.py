@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import trustme
 from tap_meta_ads.errors import connect_failure
 from tap_meta_ads.sandbox import FaultPlan, SandboxConfig, SandboxServer
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tap_meta_ads.transport import GraphTransport
+from tap_meta_ads.transport import GraphTransport, _decoded
 from tests.tap_harness import base_config, run_tap
 
 AUTH = {"Authorization": "Bearer sandbox-token"}
@@ -137,6 +138,55 @@ def test_a_gzip_answer_is_decoded_to_the_bytes_the_server_compressed(make_sandbo
     assert ours.headers["Content-Encoding"] == "gzip"
     assert ours.content == gzip.decompress(compressed)
     assert len(ours.json()["data"]) == 50
+
+
+@pytest.mark.parametrize(
+    ("accept", "compressed"),
+    [
+        ("gzip, deflate", True),
+        ("deflate, gzip;q=0.5", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.0", False),
+        ("br", False),
+    ],
+)
+def test_the_sandbox_compresses_only_for_a_client_that_accepts_gzip(make_sandbox, accept, compressed):
+    sandbox = make_sandbox(gzip=True)
+    answer = requests.get(ads_url(sandbox.url), headers={**AUTH, "Accept-Encoding": accept}, timeout=10, stream=True)
+    assert (answer.headers.get("Content-Encoding") == "gzip") is compressed
+    assert len(answer.json()["data"]) == 50
+
+
+def _raw_deflate(body: bytes) -> bytes:
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return packer.compress(body) + packer.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),  # as RFC 9110 says: zlib-wrapped
+        ("deflate", _raw_deflate),  # as some servers send it
+        ("identity", lambda body: body),
+        ("deflate, gzip", lambda body: gzip.compress(zlib.compress(body))),  # last applied, first undone
+    ],
+)
+def test_every_coding_asked_for_is_undone(encoding, encode):
+    body = b'{"data":[{"id":"1"}]}' * 100
+    assert _decoded(encode(body), encoding, requests.Request("GET", "http://x/").prepare()) == body
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "says"),
+    [("br", b"...", "encoded as 'br', which was not asked for"), ("gzip", b"not gzip", "gzip body cannot be decoded")],
+)
+def test_a_body_that_cannot_be_decoded_is_one_line(encoding, body, says):
+    with pytest.raises(requests.exceptions.ContentDecodingError) as caught:
+        _decoded(body, encoding, requests.Request("GET", "http://x/").prepare())
+    assert says in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -725,11 +725,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _accepts_gzip(header: str | None) -> bool:
-    """Whether an ``Accept-Encoding`` header accepts gzip (named, without ``q=0``)."""
+    """Whether an ``Accept-Encoding`` header accepts gzip: named, with a weight above 0 (RFC 9110, 12.5.3)."""
     for item in (header or "").split(","):
-        coding, _, params = item.strip().partition(";")
+        coding, _, params = item.partition(";")
         if coding.strip().lower() in ("gzip", "x-gzip"):
-            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+            _, _, weight = params.replace(" ", "").lower().partition("q=")
+            try:
+                return not weight or float(weight) > 0
+            except ValueError:
+                return False
     return False
 
 
