@@ -85,7 +85,8 @@ class GraphTransport(requests.adapters.BaseAdapter):
         """Send one request and return its whole answer; faults raise requests' exceptions."""
         url = request.url or ""
         split = urlsplit(url)
-        if stream or cert or split.scheme not in ("http", "https") or requests.utils.select_proxy(url, proxies):
+        proxied = bool(proxies) and requests.utils.select_proxy(url, proxies)
+        if stream or cert or proxied or split.scheme not in ("http", "https"):
             return self.fallback.send(
                 request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies
             )
@@ -94,28 +95,23 @@ class GraphTransport(requests.adapters.BaseAdapter):
         key: _ServerKey = (split.scheme, split.hostname or "", port, verify)
         conn = self._idle_connection(key) or self._connect(key, connect_timeout)
         conn.sock.settimeout(read_timeout)
-        headers = request.headers.copy()
-        headers["Accept-Encoding"] = ACCEPT_ENCODING
-        target = split.path or "/"
-        if split.query:
-            target = f"{target}?{split.query}"
+        headers = request.headers
+        if headers.get("Accept-Encoding") != ACCEPT_ENCODING:  # requests' default, unless brotli/zstd are installed
+            headers = headers.copy()
+            headers["Accept-Encoding"] = ACCEPT_ENCODING
+        target = f"{split.path or '/'}?{split.query}" if split.query else split.path or "/"
+        answer: http.client.HTTPResponse | None = None
         try:
             conn.request(request.method or "GET", target, body=request.body, headers=headers)
             answer = conn.getresponse()
-        except TimeoutError as exc:
-            conn.close()
-            raise requests.exceptions.ReadTimeout(exc, request=request) from exc
+            body = answer.read()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
+            if isinstance(exc, TimeoutError):
+                raise requests.exceptions.ReadTimeout(exc, request=request) from exc
+            if answer is not None:  # the body was cut short: IncompleteRead, a reset
+                raise requests.exceptions.ChunkedEncodingError(exc, request=request) from exc
             raise requests.exceptions.ConnectionError(exc, request=request) from exc
-        try:
-            body = answer.read()
-        except TimeoutError as exc:
-            conn.close()
-            raise requests.exceptions.ReadTimeout(exc, request=request) from exc
-        except (OSError, http.client.HTTPException) as exc:  # a body cut short: IncompleteRead, a reset
-            conn.close()
-            raise requests.exceptions.ChunkedEncodingError(exc, request=request) from exc
         if answer.will_close:
             conn.close()
         else:
