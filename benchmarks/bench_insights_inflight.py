@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tap_meta_ads.sandbox import SandboxConfig, SandboxServer  # noqa: E402
+from tap_meta_ads_sandbox import SandboxConfig, SandboxServer  # noqa: E402
 
 UNTIL = datetime.date(2025, 6, 30)
 

@@ -4,7 +4,7 @@
     bash benchmarks/run --quick    # smaller data, one round: a smoke run of the runner itself
     bash benchmarks/run --only throughput,memory
 
-Every measurement starts its own sandbox (``python -m tap_meta_ads.sandbox``) as a separate process on a free
+Every measurement starts its own sandbox (``python -m tap_meta_ads_sandbox``) as a separate process on a free
 port and runs each client as a separate process with its stdout to /dev/null, as a target would read it. CPU
 seconds (user + system) and peak RSS come from ``wait4`` on the client process, so they include its start-up;
 wall time is measured around it. Records come from the sandbox's own count (``records_served``), calls from its
@@ -91,11 +91,11 @@ def run_measured(args: Sequence[str], workdir: Path, env: dict[str, str] | None 
 
 
 class Sandbox:
-    """``python -m tap_meta_ads.sandbox`` as its own process on a free port."""
+    """``python -m tap_meta_ads_sandbox`` as its own process on a free port."""
 
     def __init__(self, accounts: dict[str, int], extra: Sequence[str] = ()) -> None:
         spec = ",".join(f"{a}:{n}" for a, n in accounts.items())
-        args = [PYTHON, "-m", "tap_meta_ads.sandbox", "--port", "0", "--accounts", spec, *NO_HIDDEN_ADS, *extra]
+        args = [PYTHON, "-m", "tap_meta_ads_sandbox", "--port", "0", "--accounts", spec, *NO_HIDDEN_ADS, *extra]
         self.accounts = accounts
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.proc.stdout is not None

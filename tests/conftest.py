@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tap_meta_ads.sandbox import SandboxConfig, SandboxServer
+from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
 #: Two accounts of a few thousand ads each: the size the issue asks the full sync to prove.
 ACCOUNTS = {"1001": 3000, "1002": 2500}

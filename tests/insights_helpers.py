@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tap_meta_ads.sandbox import SandboxServer
+from tap_meta_ads_sandbox import SandboxServer
 from tests.tap_harness import base_config, run_tap
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "tap_meta_ads/schemas/ads_insights.json").read_text())

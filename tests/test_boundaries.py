@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from tap_meta_ads.errors import connect_failure
-from tap_meta_ads.sandbox import FaultPlan
+from tap_meta_ads_sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import (
     ADS,

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tap_meta_ads.sandbox import FaultPlan, SandboxConfig, SandboxServer
+from tap_meta_ads_sandbox import FaultPlan, SandboxConfig, SandboxServer
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import ADS, base_config, duplicates, run_and_kill, run_tap, seeded
 
@@ -69,7 +69,7 @@ def clean_ids():
 
 
 def test_every_recoverable_fault_kind_is_in_the_suite():
-    from tap_meta_ads.sandbox.faults import BASE_KINDS
+    from tap_meta_ads_sandbox.faults import BASE_KINDS
 
     fatal_or_listed = set(RECOVERABLE) | set(FATAL)
     assert set(BASE_KINDS) <= fatal_or_listed

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tap_meta_ads.sandbox import SandboxConfig, SandboxServer
+from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
 VERSION = "v25.0"
 RANGE = {"since": "2025-03-01", "until": "2025-03-14"}

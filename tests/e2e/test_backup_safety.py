@@ -2,7 +2,7 @@
 
 target-gcs 1.2.3 prints STATE before its upload has finished and exits 0 when the upload fails; Meltano
 stores every STATE line a target prints. The loader in meltano.yml runs it under target-gcs-guard
-(tap_meta_ads/loaders/target-gcs-guard), which forwards STATE only after the objects are verified in the
+(target-gcs-guard), which forwards STATE only after the objects are verified in the
 bucket. These tests break the storage in the middle of real runs and check Meltano's stored state.
 """
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.e2e.servers import ROOT
 
-_PATH = ROOT / "tap_meta_ads" / "loaders" / "target-gcs-guard" / "target_gcs_guard" / "guard.py"
+_PATH = ROOT / "target-gcs-guard" / "target_gcs_guard" / "guard.py"
 _SPEC = importlib.util.spec_from_file_location("target_gcs_guard_guard", _PATH)
 assert _SPEC is not None
 assert _SPEC.loader is not None

@@ -22,7 +22,7 @@ from tests.e2e.conftest import BUCKET, bookmarks, truth_by_id
 from tests.e2e.own_warnings import own_warnings
 from tests.e2e.servers import ROOT, SANDBOX_TOKEN, GcsEmulator, Meltano, Sandbox
 
-GUARD_DIR = "tap_meta_ads/loaders/target-gcs-guard"
+GUARD_DIR = "target-gcs-guard"
 README_SECTION = "### Add it to your own Meltano project"
 PREFIX = "meta-ads"
 

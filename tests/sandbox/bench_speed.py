@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tap_meta_ads.sandbox import SandboxConfig
-from tap_meta_ads.sandbox.data import AD_FIELDS
-from tap_meta_ads.sandbox.server import SandboxApp
+from tap_meta_ads_sandbox import SandboxConfig
+from tap_meta_ads_sandbox.data import AD_FIELDS
+from tap_meta_ads_sandbox.server import SandboxApp
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -57,12 +57,12 @@ def server_only(ads: int, limit: int, pages: int = 40) -> None:
 
 
 def start_sandbox(ads: int) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m tap_meta_ads.sandbox`` on a free port (no archived/deleted ads); return it and its URL."""
+    """Start ``python -m tap_meta_ads_sandbox`` on a free port (no archived/deleted ads); return it and its URL."""
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "tap_meta_ads.sandbox",
+            "tap_meta_ads_sandbox",
             "--port",
             "0",
             "--accounts",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from tap_meta_ads.sandbox import SandboxConfig, SandboxServer
+from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
 TOKEN = "sandbox-token"
 VERSION = "v25.0"

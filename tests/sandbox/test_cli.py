@@ -10,11 +10,11 @@ import sys
 import pytest
 import requests
 
-from tap_meta_ads.sandbox.cli import build_parser, config_from_args
+from tap_meta_ads_sandbox.cli import build_parser, config_from_args
 
 from .conftest import TOKEN
 
-PY = [sys.executable, "-m", "tap_meta_ads.sandbox"]
+PY = [sys.executable, "-m", "tap_meta_ads_sandbox"]
 EXPECTED_OPTIONS = {
     "--host", "--port", "--port-file", "--latency", "--seed", "--accounts", "--archived-ratio",
     "--deleted-ratio", "--token", "--app-secret", "--page-budget-bytes", "--empty-page-every", "--max-limit",

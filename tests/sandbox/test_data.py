@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tap_meta_ads.sandbox.data import AD_FIELDS, DEFAULT_VISIBLE, AdCollection, format_time
+from tap_meta_ads_sandbox.data import AD_FIELDS, DEFAULT_VISIBLE, AdCollection, format_time
 
 from .conftest import ads_url
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from tap_meta_ads.sandbox import FaultPlan, parse_fault_spec
+from tap_meta_ads_sandbox import FaultPlan, parse_fault_spec
 
 from .conftest import ads_url, error_of
 

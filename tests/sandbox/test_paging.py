@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tap_meta_ads.sandbox.data import AD_FIELDS, EFFECTIVE_STATUSES
+from tap_meta_ads_sandbox.data import AD_FIELDS, EFFECTIVE_STATUSES
 
 from .conftest import TOKEN, ads_url, error_of, fetch_all
 

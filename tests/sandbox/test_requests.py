@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from tap_meta_ads.sandbox.data import AD_FIELDS, EFFECTIVE_STATUSES
+from tap_meta_ads_sandbox.data import AD_FIELDS, EFFECTIVE_STATUSES
 
 from .conftest import TOKEN, ads_url, error_of, fetch_all
 
@@ -121,7 +121,7 @@ def test_unknown_or_nested_field_is_100(sandbox, client, fields):
 
 
 def test_ad_shapes_are_metas():
-    from tap_meta_ads.sandbox import SandboxConfig, SandboxServer
+    from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
     with SandboxServer(SandboxConfig(accounts={"1001": 400, "77": 50})) as sb:
         ads = sb.visible_ads("1001", list(EFFECTIVE_STATUSES))

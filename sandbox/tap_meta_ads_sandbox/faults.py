@@ -25,8 +25,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tap_meta_ads.sandbox.errors import GraphError, expired_cursor, reduce_data
-from tap_meta_ads.sandbox.usage import SUBCODE_USER_TEXT, THROTTLE_MESSAGES
+from tap_meta_ads_sandbox.errors import GraphError, expired_cursor, reduce_data
+from tap_meta_ads_sandbox.usage import SUBCODE_USER_TEXT, THROTTLE_MESSAGES
 
 # Throttle codes whose default subcode is 2446079 (Meta's "too many calls to this ad account").
 _SUBCODE_2446079_BY_DEFAULT = frozenset({80000, 80003, 80004})

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
-from tap_meta_ads.sandbox.config import MAX_LIMIT, SandboxConfig
-from tap_meta_ads.sandbox.faults import KIND_HELP, FaultPlan
-from tap_meta_ads.sandbox.server import SandboxServer
+from tap_meta_ads_sandbox.config import MAX_LIMIT, SandboxConfig
+from tap_meta_ads_sandbox.faults import KIND_HELP, FaultPlan
+from tap_meta_ads_sandbox.server import SandboxServer
 
 DEFAULT_PORT = 8765
 

@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tap_meta_ads.sandbox.edges import Collection
-from tap_meta_ads.sandbox.errors import expired_cursor, invalid_cursor, invalid_parameter
+from tap_meta_ads_sandbox.edges import Collection
+from tap_meta_ads_sandbox.errors import expired_cursor, invalid_cursor, invalid_parameter
 
 _TIME_OPERATORS = ("GREATER_THAN", "LESS_THAN", "GREATER_THAN_OR_EQUAL", "LESS_THAN_OR_EQUAL")
 

@@ -8,8 +8,8 @@ never imports the tap, so it cannot share the tap's bugs.
 
 from __future__ import annotations
 
-from tap_meta_ads.sandbox.config import SandboxConfig
-from tap_meta_ads.sandbox.faults import FaultPlan, FaultRule, parse_fault_spec
-from tap_meta_ads.sandbox.server import SandboxServer
+from tap_meta_ads_sandbox.config import SandboxConfig
+from tap_meta_ads_sandbox.faults import FaultPlan, FaultRule, parse_fault_spec
+from tap_meta_ads_sandbox.server import SandboxServer
 
 __all__ = ["FaultPlan", "FaultRule", "SandboxConfig", "SandboxServer", "parse_fault_spec"]

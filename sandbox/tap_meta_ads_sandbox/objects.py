@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tap_meta_ads.sandbox.data import (
+from tap_meta_ads_sandbox.data import (
     _CONFIGURED_FOR,
     _COUNTRIES,
     _THEMES,

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from tap_meta_ads.sandbox.data import ADS_PER_ADSET, ADSETS_PER_CAMPAIGN, AdCollection, mix64
-from tap_meta_ads.sandbox.errors import GraphError, invalid_parameter
+from tap_meta_ads_sandbox.data import ADS_PER_ADSET, ADSETS_PER_CAMPAIGN, AdCollection, mix64
+from tap_meta_ads_sandbox.errors import GraphError, invalid_parameter
 
 LEVELS = ("ad", "adset", "campaign", "account")
 STATUS_NOT_STARTED = "Job Not Started"

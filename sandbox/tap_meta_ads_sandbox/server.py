@@ -28,17 +28,17 @@ from types import TracebackType
 from typing import Any, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from tap_meta_ads.sandbox.config import DEFAULT_LIMIT, SandboxConfig
-from tap_meta_ads.sandbox.data import MutationResult
-from tap_meta_ads.sandbox.edges import EDGES, Collection, member_getter
-from tap_meta_ads.sandbox.errors import (
+from tap_meta_ads_sandbox.config import DEFAULT_LIMIT, SandboxConfig
+from tap_meta_ads_sandbox.data import MutationResult
+from tap_meta_ads_sandbox.edges import EDGES, Collection, member_getter
+from tap_meta_ads_sandbox.errors import (
     GraphError,
     invalid_parameter,
     invalid_token,
     reduce_data,
     unsupported_get,
 )
-from tap_meta_ads.sandbox.faults import (
+from tap_meta_ads_sandbox.faults import (
     HTML_KINDS,
     FaultInjector,
     FaultPlan,
@@ -46,11 +46,11 @@ from tap_meta_ads.sandbox.faults import (
     graph_error_for,
     throttle_error,
 )
-from tap_meta_ads.sandbox.insights import InsightsService
-from tap_meta_ads.sandbox.paging import Cursor, EdgeQuery, parse_fields, parse_query, select_page
-from tap_meta_ads.sandbox.stats import Stats
-from tap_meta_ads.sandbox.store import DataStore
-from tap_meta_ads.sandbox.usage import RateLimiter, VirtualClock
+from tap_meta_ads_sandbox.insights import InsightsService
+from tap_meta_ads_sandbox.paging import Cursor, EdgeQuery, parse_fields, parse_query, select_page
+from tap_meta_ads_sandbox.stats import Stats
+from tap_meta_ads_sandbox.store import DataStore
+from tap_meta_ads_sandbox.usage import RateLimiter, VirtualClock
 
 _GRAPH_PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<node>[^/]+)(?:/(?P<edge>[^/]+))?/?$")
 _VERSION = re.compile(r"^v\d{1,2}\.0$")

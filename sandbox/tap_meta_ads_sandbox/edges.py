@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Protocol
 
-from tap_meta_ads.sandbox.store import EDGE_NAMES, DataStore
+from tap_meta_ads_sandbox.store import EDGE_NAMES, DataStore
 
 
 class Collection(Protocol):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tap_meta_ads.sandbox.faults import FaultPlan
-from tap_meta_ads.sandbox.usage import parse_throttle_code
+from tap_meta_ads_sandbox.faults import FaultPlan
+from tap_meta_ads_sandbox.usage import parse_throttle_code
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 5000

@@ -13,7 +13,7 @@ import random
 import threading
 from collections.abc import Iterable
 
-from tap_meta_ads.sandbox.data import (
+from tap_meta_ads_sandbox.data import (
     ADS_PER_ADSET,
     ADSETS_PER_CAMPAIGN,
     AdCollection,
@@ -22,7 +22,7 @@ from tap_meta_ads.sandbox.data import (
     MutationResult,
     mix64,
 )
-from tap_meta_ads.sandbox.objects import (
+from tap_meta_ads_sandbox.objects import (
     AccountNode,
     AdSetCollection,
     CampaignCollection,

@@ -323,7 +323,7 @@ class MutationResult:
 class IndexedCollection:
     """The objects of one edge of one ad account, addressed by index (the edge's stable order).
 
-    The edge protocol the server pages over (see :class:`~tap_meta_ads.sandbox.edges.Collection`):
+    The edge protocol the server pages over (see :class:`~tap_meta_ads_sandbox.edges.Collection`):
     :attr:`count`, :meth:`effective_status`, :meth:`updated_epoch`, :meth:`members` and :meth:`row`. An object
     is a pure function of ``(seed, account, kind, index)`` plus a small overlay of mutations (``overrides``);
     subclasses only say what an object looks like (``members``) and which statuses it can have.
@@ -499,7 +499,7 @@ class AdCollection(IndexedCollection):
         Why member text and not a dict: a page is assembled by joining these members, several times faster
         than building nested dicts and serialising them, which keeps the sandbox from being the bottleneck of
         a benchmark. The key is part of the text so that projecting a row onto the asked fields is a C-level
-        ``join`` (see :func:`~tap_meta_ads.sandbox.edges.member_getter`), not one string concatenation per
+        ``join`` (see :func:`~tap_meta_ads_sandbox.edges.member_getter`), not one string concatenation per
         field. Every field of :data:`AD_FIELDS` is a key; an optional field the ad has no value for maps to
         ``""`` (Meta leaves it out, and so does the join). Every generated string is plain ASCII without
         quotes or backslashes, so it is quoted without escaping. All variation comes from a few hashes of the

@@ -1,9 +1,0 @@
-"""``python -m tap_meta_ads.sandbox``: the same as the ``tap-meta-ads-sandbox`` console script."""
-
-from __future__ import annotations
-
-import sys
-
-from tap_meta_ads.sandbox.cli import main
-
-sys.exit(main())
