@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
 #: Two accounts of a few thousand ads each: the size the issue asks the full sync to prove.

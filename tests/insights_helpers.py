@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tap_meta_ads_sandbox import SandboxServer
+
 from tests.tap_harness import base_config, run_tap
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "tap_meta_ads/schemas/ads_insights.json").read_text())

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from tap_meta_ads_sandbox import FaultPlan
 
 from tap_meta_ads.errors import connect_failure
-from tap_meta_ads_sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import (
     ADS,

@@ -12,8 +12,8 @@ import json
 import time
 
 import pytest
-
 from tap_meta_ads_sandbox import FaultPlan, SandboxConfig, SandboxServer
+
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import ADS, base_config, duplicates, run_and_kill, run_tap, seeded
 

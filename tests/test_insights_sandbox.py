@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
 VERSION = "v25.0"

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from tap_meta_ads_sandbox import FaultPlan
 
 from tap_meta_ads.insights import months_back
-from tap_meta_ads_sandbox import FaultPlan
 from tests.insights_helpers import (
     day,
     duplicates,

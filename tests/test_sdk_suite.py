@@ -10,9 +10,9 @@ import atexit
 import datetime
 
 from singer_sdk.testing import get_tap_test_class
+from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
 from tap_meta_ads.insights import RETENTION_MONTHS, months_back
-from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 from tap_meta_ads.tap import TapMetaAds
 
 _SANDBOX = SandboxServer(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from tap_meta_ads_sandbox import FaultPlan
 
 from tap_meta_ads.client import rfc3339
-from tap_meta_ads_sandbox import FaultPlan
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import ADS, TOKEN, base_config, catalog_selecting, duplicates, run_streaming, run_tap
 

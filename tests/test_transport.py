@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import requests
 import trustme
+from tap_meta_ads_sandbox import FaultPlan, SandboxConfig, SandboxServer
 
 from tap_meta_ads.errors import connect_failure
-from tap_meta_ads_sandbox import FaultPlan, SandboxConfig, SandboxServer
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tap_meta_ads.transport import GraphTransport, _decoded
 from tests.tap_harness import base_config, run_tap

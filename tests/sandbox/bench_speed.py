@@ -30,7 +30,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
-
 from tap_meta_ads_sandbox import SandboxConfig
 from tap_meta_ads_sandbox.data import AD_FIELDS
 from tap_meta_ads_sandbox.server import SandboxApp

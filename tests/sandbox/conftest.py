@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from tap_meta_ads_sandbox import SandboxConfig, SandboxServer
 
 TOKEN = "sandbox-token"

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import requests
-
 from tap_meta_ads_sandbox.cli import build_parser, config_from_args
 
 from .conftest import TOKEN

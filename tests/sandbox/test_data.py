@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-
 from tap_meta_ads_sandbox.data import AD_FIELDS, DEFAULT_VISIBLE, AdCollection, format_time
 
 from .conftest import ads_url

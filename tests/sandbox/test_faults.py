@@ -6,7 +6,6 @@ import json
 
 import pytest
 import requests
-
 from tap_meta_ads_sandbox import FaultPlan, parse_fault_spec
 
 from .conftest import ads_url, error_of

@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-
 from tap_meta_ads_sandbox.data import AD_FIELDS, EFFECTIVE_STATUSES
 
 from .conftest import TOKEN, ads_url, error_of, fetch_all

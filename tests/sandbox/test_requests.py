@@ -10,7 +10,6 @@ from datetime import datetime
 
 import pytest
 import requests
-
 from tap_meta_ads_sandbox.data import AD_FIELDS, EFFECTIVE_STATUSES
 
 from .conftest import TOKEN, ads_url, error_of, fetch_all
