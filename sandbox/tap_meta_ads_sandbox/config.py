@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tap_meta_ads_sandbox.faults import FaultPlan
+from tap_meta_ads_sandbox.objects import ZONE_OFFSETS
 from tap_meta_ads_sandbox.usage import parse_throttle_code
 
 DEFAULT_LIMIT = 25
@@ -52,6 +53,11 @@ class SandboxConfig:
     #: keep it for as long as the client does), so a client's handling of connections the server has
     #: closed meanwhile can be shown.
     idle_timeout_seconds: float | None = None
+    #: Account id -> time zone name (one of ``objects.ZONE_OFFSETS``: Pacific/Kiritimati at UTC+14,
+    #: Pacific/Pago_Pago at UTC-11, America/Phoenix, ...). Unnamed accounts get one by a hash of their key.
+    #: The zone is the account's ``timezone_name``, the offset of its objects' times, and the days its
+    #: insights are cut in.
+    time_zones: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Reject impossible settings with a one-line reason (ValueError, TypeError for a wrong type)."""
@@ -61,6 +67,7 @@ class SandboxConfig:
         if not isinstance(self.faults, FaultPlan):
             raise TypeError("faults must be a FaultPlan")
         object.__setattr__(self, "accounts", dict(self.accounts))
+        object.__setattr__(self, "time_zones", dict(self.time_zones))
         object.__setattr__(self, "tokens", tuple(self.tokens))
 
     def _check_accounts_and_tokens(self) -> None:
@@ -71,6 +78,11 @@ class SandboxConfig:
                 raise ValueError(f"account id must be a digit string without 'act_', got {acct!r}")
             if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < _MAX_ADS:
                 raise ValueError(f"account {acct}: number of ads must be an integer in 0..{_MAX_ADS - 1}")
+        for acct, zone in dict(self.time_zones).items():
+            if acct not in self.accounts:
+                raise ValueError(f"time_zones: {acct!r} is not one of the accounts")
+            if zone not in ZONE_OFFSETS:
+                raise ValueError(f"time_zones: {zone!r} is not one of {', '.join(sorted(ZONE_OFFSETS))}")
         if isinstance(self.tokens, str):
             raise TypeError("tokens must be a tuple of strings, not one string")
         if not self.tokens or not all(isinstance(t, str) and t for t in self.tokens):

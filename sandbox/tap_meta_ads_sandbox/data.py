@@ -89,13 +89,21 @@ _T_START = 1672531200
 _T_CREATED_END = 1751241600  # 2025-06-30
 _T_END = 1767139200  # 2025-12-31
 
+#: The UTC offsets of the sandbox's account time zones (one per account, by a hash of its key; ``SandboxConfig.
+#: time_zones`` chooses one). Meta cuts insights days in the account's time zone (``timezone_name``), so the
+#: set includes both ends of the world: UTC+14 (Pacific/Kiritimati), whose today starts while it is still
+#: yesterday in UTC, and UTC-11 (Pacific/Pago_Pago), whose today has not begun when UTC's has.
 _TZ_OFFSETS: tuple[tuple[int, str], ...] = (
     (-7 * 3600, "-0700"),
     (-8 * 3600, "-0800"),
     (0, "+0000"),
     (3600, "+0100"),
     (19800, "+0530"),
+    (14 * 3600, "+1400"),
+    (-11 * 3600, "-1100"),
 )
+#: Offset (seconds) of each UTC offset suffix the sandbox knows, for ``set_utc_offset``.
+TZ_SUFFIXES: dict[int, str] = dict(_TZ_OFFSETS)
 
 AD_FIELDS: tuple[str, ...] = (
     "account_id",
@@ -373,6 +381,15 @@ class IndexedCollection:
         # Per instance, so the cache dies with the collection; lru_cache is thread-safe and bounded.
         self._cached_base_status = functools.lru_cache(maxsize=STATUS_CACHE_SIZE)(self._compute_base_effective_status)
         self._id_prefix = tuple(object_id(kind, account_id, 0)[:-_INDEX_DIGITS] for kind in range(KIND_MAX + 1))
+
+    @property
+    def utc_offset_seconds(self) -> int:
+        """The account's UTC offset (its time zone has no daylight saving time): its objects' times and days."""
+        return self._tz_offset
+
+    def set_utc_offset(self, offset: int) -> None:
+        """Put the account in another of the sandbox's time zones (before any request is served)."""
+        self._tz_offset, self._tz_suffix = offset, TZ_SUFFIXES[offset]
 
     @property
     def count(self) -> int:

@@ -12,6 +12,26 @@ What Meta does, and so what this module does (sources in the comments where it m
 - ``GET /{report_run_id}/insights`` pages the rows with cursors, every metric a *string* ("9708",
   "12.34"), lists such as ``actions`` as ``[{"action_type", "value", "7d_click", ...}]``.
 - ``GET /act_{id}/insights`` is the synchronous twin (the tap uses it only to list ids when it splits).
+- **Statuses** (Meta's habit, the cause of the best-known mismatch with Ads Manager): without a ``filtering``
+  rule on ``<level>.effective_status``, rows of ARCHIVED ads are left out, also from a job whose
+  ``filtering`` names only ``campaign.id``/``adset.id`` (airbytehq/airbyte#36998, fixed in PR #39439 by
+  sending every status on every job; singer-io/tap-facebook#33). Rows of DELETED ads are never served
+  through the account's edge at the ad, ad set or campaign level, whatever the filter (they come only from
+  ``/{ad_id}/insights``: facebook/facebook-python-business-sdk#269), while ``level=account`` rows are the
+  account's totals: every ad's delivery, deleted and archived ads included. (The sandbox applies a
+  ``adset.``/``campaign.effective_status`` rule to the delivering ad's status: a simplification.)
+- **Days are the account's days**: ``date_start`` is cut in the account's time zone (``timezone_name``),
+  so no account has rows after its own today, and the 37-month limit (error 3018) counts from it.
+- **Attribution as Meta serves it**: ``7d_view`` and ``28d_view`` are no longer returned since 2026-01-12
+  (Meta's blog, "Ads Insights API Metric Availability Updates", 2025-10-16): asked for, they are left out
+  of each action, as Meta does; ``1d_engaged_view`` is served. ``use_unified_attribution_setting`` and
+  ``action_report_time`` are ignored (Meta ignores them since 2025-06-10, per Supermetrics' "Facebook Ads
+  reach and attribution changes - June 10, 2025"). Reach with breakdowns is served for the last 13 months
+  only (same source): an older ``since`` with ``reach`` and a breakdown is refused with code 100 (the
+  sandbox's stand-in: the source does not quote Meta's error).
+- **``dma`` is gone**: Meta replaced the ``dma`` breakdown by ``comscore_market`` on 2026-06-22 (Meta's
+  out-of-cycle changes 2026, quoted in singer-io/tap-facebook#271; estuary/connectors#4699): ``dma`` is
+  refused with code 100 like any unknown breakdown.
 - History is capped at 37 months (error 3018 beyond); some breakdown combinations are refused with
   "(#100) Current combination of data breakdown columns (...) is invalid" (seen in public issue
   threads, e.g. daroczig/fbRads#132 for ``platform_position`` without ``publisher_platform``).
@@ -43,7 +63,14 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from tap_meta_ads_sandbox.data import ADS_PER_ADSET, ADSETS_PER_CAMPAIGN, AdCollection, mix64
+from tap_meta_ads_sandbox.data import (
+    ADS_PER_ADSET,
+    ADSETS_PER_CAMPAIGN,
+    DEFAULT_VISIBLE,
+    EFFECTIVE_STATUSES,
+    AdCollection,
+    mix64,
+)
 from tap_meta_ads_sandbox.errors import GraphError, invalid_parameter
 
 LEVELS = ("ad", "adset", "campaign", "account")
@@ -61,7 +88,7 @@ BREAKDOWN_VALUES: dict[str, tuple[str, ...]] = {
     "gender": ("female", "male", "unknown"),
     "country": ("US", "GB", "DE", "FR", "BR", "IN", "CA", "AU", "ES", "NL"),
     "region": ("California", "Texas", "New York", "Bavaria", "Ile-de-France", "Ontario"),
-    "dma": ("New York", "Los Angeles", "Chicago", "Philadelphia", "Dallas-Ft. Worth"),
+    "comscore_market": ("New York", "Los Angeles", "Chicago", "Philadelphia", "Dallas-Ft. Worth"),
     "publisher_platform": ("facebook", "instagram", "audience_network", "messenger"),
     "platform_position": ("feed", "story", "reels", "right_hand_column", "instream_video", "marketplace"),
     "device_platform": ("mobile_app", "mobile_web", "desktop"),
@@ -75,16 +102,23 @@ BREAKDOWN_GROUPS: dict[str, str] = {
     "gender": "demographic",
     "country": "country",
     "region": "region",
-    "dma": "dma",
+    "comscore_market": "comscore_market",
     "publisher_platform": "placement",
     "platform_position": "placement",
     "device_platform": "placement",
     "impression_device": "placement",
 }
 ACTION_BREAKDOWNS = ("action_type", "action_target_id", "action_destination", "action_device", "action_reaction")
-ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "28d_view")
+#: Windows Meta accepts in ``action_attribution_windows``; the retired ones are accepted and not returned.
+ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "1d_engaged_view", "7d_view", "28d_view")
+RETIRED_WINDOWS = frozenset({"7d_view", "28d_view"})
 #: Share (tenths) of an action's count attributed within each window.
-_WINDOW_TENTHS = {"1d_click": 5, "7d_click": 8, "28d_click": 9, "1d_view": 1, "7d_view": 2, "28d_view": 2}
+_WINDOW_TENTHS = {"1d_click": 5, "7d_click": 8, "28d_click": 9, "1d_view": 1, "1d_engaged_view": 1}
+#: The filter fields that choose statuses, and the statuses Meta's default filter keeps.
+STATUS_FIELDS = ("ad.effective_status", "adset.effective_status", "campaign.effective_status")
+DEFAULT_STATUSES = DEFAULT_VISIBLE
+#: Reach with breakdowns: the last 13 months only (since 2025-06-10).
+REACH_BREAKDOWN_MONTHS = 13
 
 _DIMENSIONS = (
     "account_id",
@@ -236,6 +270,16 @@ class ReportQuery:
     until: datetime.date
     increment: int  # days per row; 0 = all_days
     filters: tuple[tuple[str, frozenset[str]], ...]  # (level of the id, allowed ids)
+    statuses: frozenset[str] | None = None  # an ``<level>.effective_status`` rule; None: Meta's default
+
+    def counted(self, ads: AdCollection) -> Callable[[int], bool]:
+        """Whether an ad's delivery is in the report's rows, by its status (Meta's habit, see the module)."""
+        if self.level == "account" and self.statuses is None:
+            return lambda index: True  # the account's totals: every ad, deleted and archived included
+        allowed = DEFAULT_STATUSES if self.statuses is None else self.statuses
+        if self.level != "account":
+            allowed = allowed - {"DELETED"}  # never through the account's edge at an object level
+        return lambda index: ads.effective_status(index) in allowed
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON view for the control endpoint."""
@@ -245,6 +289,9 @@ class ReportQuery:
             "since": self.since.isoformat(),
             "until": self.until.isoformat(),
             "filtering": {k: sorted(v) for k, v in self.filters},
+            "statuses": sorted(self.statuses) if self.statuses is not None else None,
+            "fields": list(self.fields),
+            "windows": list(self.windows),
         }
 
 
@@ -294,6 +341,11 @@ def parse_report(params: dict[str, str], today: datetime.date, *, default_level:
         if name not in ATTRIBUTION_WINDOWS:
             raise invalid_parameter(f"(#100) {name} is not valid for action_attribution_windows param")
     since, until = _time_range(params.get("time_range"), today)
+    if "reach" in fields and breakdowns and since < months_back(today, REACH_BREAKDOWN_MONTHS):
+        raise invalid_parameter(
+            f"(#100) Reach with breakdowns is only available for the last {REACH_BREAKDOWN_MONTHS} months"
+        )
+    filters, statuses = _filters(params.get("filtering"))
     return ReportQuery(
         level=level,
         fields=fields,
@@ -303,7 +355,8 @@ def parse_report(params: dict[str, str], today: datetime.date, *, default_level:
         since=since,
         until=until,
         increment=_increment(params.get("time_increment")),
-        filters=_filters(params.get("filtering")),
+        filters=filters,
+        statuses=statuses,
     )
 
 
@@ -345,9 +398,10 @@ def _increment(raw: str | None) -> int:
     raise invalid_parameter("(#100) time_increment must be all_days, monthly or an integer 1..90")
 
 
-def _filters(raw: str | None) -> tuple[tuple[str, frozenset[str]], ...]:
+def _filters(raw: str | None) -> tuple[tuple[tuple[str, frozenset[str]], ...], frozenset[str] | None]:
+    """The id rules (level, ids) and the status rule of ``filtering`` (``None``: no status rule)."""
     if not raw:
-        return ()
+        return (), None
     try:
         rules = json.loads(raw)
     except ValueError:
@@ -355,11 +409,17 @@ def _filters(raw: str | None) -> tuple[tuple[str, frozenset[str]], ...]:
     if not isinstance(rules, list):
         raise invalid_parameter("(#100) filtering must be a JSON array")
     out: list[tuple[str, frozenset[str]]] = []
+    statuses: frozenset[str] | None = None
     for rule in rules:
         if not isinstance(rule, dict):
             raise invalid_parameter("(#100) filtering items must be objects")
         name, op, value = rule.get("field"), rule.get("operator"), rule.get("value")
         prefix = str(name).split(".")[0]
+        if name in STATUS_FIELDS:
+            if op != "IN" or not isinstance(value, list) or not all(v in EFFECTIVE_STATUSES for v in value):
+                raise invalid_parameter(f"(#100) Filter {name} takes IN with a list of effective statuses")
+            statuses = frozenset(value) if statuses is None else statuses & frozenset(value)
+            continue
         if name not in ("campaign.id", "adset.id", "ad.id"):
             raise invalid_parameter(f"(#100) The sandbox filters insights on campaign.id, adset.id, ad.id, not {name}")
         if op == "EQUAL":
@@ -369,7 +429,7 @@ def _filters(raw: str | None) -> tuple[tuple[str, frozenset[str]], ...]:
         else:
             raise invalid_parameter(f"(#100) Operator {op} is not valid for {name}")
         out.append((prefix, frozenset(str(v) for v in ids)))
-    return tuple(out)
+    return tuple(out), statuses
 
 
 class AccountInsights:
@@ -488,8 +548,11 @@ def report_rows(acct: AccountInsights, query: ReportQuery, today: datetime.date)
     cells: dict[tuple[int, int, tuple[str, ...]], Cell] = {}
     ads = acct.ads
     allowed = [(lvl, ids) for lvl, ids in query.filters]
+    counted = query.counted(ads)
     for index in range(ads.count):
         if allowed and not all(_id(ads, lvl, _object_of(lvl, index)) in ids for lvl, ids in allowed):
+            continue
+        if not counted(index):
             continue
         obj = _object_of(query.level, index)
         for day in range(max(first, acct.created_day(index)), last + 1):
@@ -516,8 +579,11 @@ def count_rows(acct: AccountInsights, query: ReportQuery, today: datetime.date) 
     first, last = (query.since - epoch).days, (min(query.until, today) - epoch).days
     ads = acct.ads
     total = 0
+    counted = query.counted(ads)
     for index in range(ads.count):
         if query.filters and not all(_id(ads, lvl, _object_of(lvl, index)) in ids for lvl, ids in query.filters):
+            continue
+        if not counted(index):
             continue
         for day in range(max(first, acct.created_day(index)), last + 1):
             if acct.delivers(index, day):
@@ -533,7 +599,8 @@ def _action_list(items: list[tuple[str, int]], windows: tuple[str, ...], *, mone
         fmt: Callable[[int], str] = _money if money else str
         entry = {"action_type": action_type, "value": fmt(amount)}
         for window in windows:
-            entry[window] = fmt(amount * _WINDOW_TENTHS[window] // 10)
+            if window not in RETIRED_WINDOWS:  # asked for, no longer returned
+                entry[window] = fmt(amount * _WINDOW_TENTHS[window] // 10)
         out.append(entry)
     return out
 
@@ -546,6 +613,8 @@ def _cost_list(items: list[tuple[str, int]], spend: Decimal, windows: tuple[str,
             continue
         entry = {"action_type": action_type, "value": cost}
         for window in windows:
+            if window in RETIRED_WINDOWS:
+                continue
             part = _ratio(spend, count * _WINDOW_TENTHS[window] // 10)
             if part is not None:
                 entry[window] = part
@@ -732,9 +801,10 @@ class InsightsService:
         self._next = itertools.count(1)
         self._seed = seed
 
-    def today(self) -> datetime.date:
-        """The virtual clock's date (UTC): no insights exist for later days."""
-        return datetime.datetime.fromtimestamp(self.now(), tz=datetime.timezone.utc).date()
+    def today(self, acct: AccountInsights) -> datetime.date:
+        """The virtual clock's date in the account's time zone: no insights exist for later days."""
+        offset = datetime.timedelta(seconds=acct.ads.utc_offset_seconds)
+        return datetime.datetime.fromtimestamp(self.now(), tz=datetime.timezone(offset)).date()
 
     # ------------------------------------------------------------------ routes
 
@@ -766,8 +836,8 @@ class InsightsService:
         if method == "POST":
             return 200, self.submit(acct, params), headers, 0
         if node.startswith("act_"):
-            query = parse_report(params, self.today(), default_level="account")
-            rows = report_rows(acct, query, self.today())
+            query = parse_report(params, self.today(acct), default_level="account")
+            rows = report_rows(acct, query, self.today(acct))
             query_key = hash_text(f"{k}={v}" for k, v in sorted(params.items()) if k not in ("after", "limit"))
             doc = page_of(rows, params, f"sync:{account_id}:{query_key}", url)
             return 200, doc, headers, len(doc["data"])
@@ -821,7 +891,7 @@ class InsightsService:
 
     def submit(self, acct: AccountInsights, params: dict[str, str]) -> dict[str, Any]:
         """Start a report run: parse (and refuse) now, decide its fate, answer its id."""
-        query = parse_report(params, self.today(), default_level="account")
+        query = parse_report(params, self.today(acct), default_level="account")
         s = self.settings
         with self._lock:
             fate = None
@@ -834,7 +904,7 @@ class InsightsService:
             run = ReportRun(run_id, acct.account_id, query, self.now(), fate)
             self.runs[run_id] = run
         limit = s.max_rows_per_job
-        if limit is not None and count_rows(acct, query, self.today()) > limit:
+        if limit is not None and count_rows(acct, query, self.today(acct)) > limit:
             run.too_large = True
         return {"report_run_id": run_id}
 
@@ -886,7 +956,8 @@ class InsightsService:
         if not done or run.fate in ("stuck", "failed", "skipped") or run.too_large:
             raise invalid_parameter(f"(#100) Report run {run.id} is not complete")
         if run.rows is None:
-            run.rows = report_rows(self.accounts[run.account_id], run.query, self.today())
+            acct = self.accounts[run.account_id]
+            run.rows = report_rows(acct, run.query, self.today(acct))
         return page_of(run.rows, params, run.id, url)
 
     # ------------------------------------------------------------------ control and truth
@@ -952,10 +1023,10 @@ class InsightsService:
         if acct is None:
             raise ValueError(f"unknown account_id {account_id!r}")
         try:
-            query = parse_report(params, self.today(), default_level="ad")
+            query = parse_report(params, self.today(acct), default_level="ad")
         except GraphError as exc:
             raise ValueError(exc.message) from None
-        return report_rows(acct, query, self.today())
+        return report_rows(acct, query, self.today(acct))
 
 
 def _int(doc: dict[str, Any], key: str, minimum: int) -> int:

@@ -772,7 +772,10 @@ ACCOUNT_FIELDS = (
 )
 # Zones without daylight saving time, one per offset the sandbox gives an account (see data._TZ_OFFSETS).
 _ZONES = {-25200: (3, "America/Phoenix"), -28800: (2, "Pacific/Pitcairn"), 0: (1, "Atlantic/Reykjavik"),
-          3600: (7, "Africa/Lagos"), 19800: (104, "Asia/Kolkata")}  # fmt: skip
+          3600: (7, "Africa/Lagos"), 19800: (104, "Asia/Kolkata"), 50400: (496, "Pacific/Kiritimati"),
+          -39600: (497, "Pacific/Pago_Pago")}  # fmt: skip
+#: Zone name -> UTC offset (seconds): what ``SandboxConfig.time_zones`` may choose from.
+ZONE_OFFSETS: dict[str, int] = {name: offset for offset, (_, name) in _ZONES.items()}
 
 
 class AccountNode(GeneratedCollection):

@@ -130,7 +130,9 @@ class SandboxApp:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.clock = VirtualClock()
-        self.store = DataStore(config.seed, dict(config.accounts), config.archived_ratio, config.deleted_ratio)
+        self.store = DataStore(
+            config.seed, dict(config.accounts), config.archived_ratio, config.deleted_ratio, dict(config.time_zones)
+        )
         self.limiter = RateLimiter(
             config.rate_window_seconds,
             config.account_budget,

@@ -23,6 +23,7 @@ from tap_meta_ads_sandbox.data import (
     mix64,
 )
 from tap_meta_ads_sandbox.objects import (
+    ZONE_OFFSETS,
     AccountNode,
     AdSetCollection,
     CampaignCollection,
@@ -71,6 +72,7 @@ class DataStore:
         accounts: dict[str, int],
         archived_ratio: float,
         deleted_ratio: float,
+        time_zones: dict[str, str] | None = None,
     ) -> None:
         self.seed = seed
         self.edges: dict[str, dict[str, IndexedCollection]] = {name: {} for name in EDGE_NAMES}
@@ -78,6 +80,10 @@ class DataStore:
         self.ads: dict[str, AdCollection] = {}
         for acct, n in accounts.items():
             collections, node = _build_account(seed, acct, n, archived_ratio, deleted_ratio)
+            zone = (time_zones or {}).get(acct)
+            if zone is not None:  # every object of the account writes its times in the chosen zone
+                for coll in (*collections.values(), node):
+                    coll.set_utc_offset(ZONE_OFFSETS[zone])
             for name, coll in collections.items():
                 self.edges[name][acct] = coll
             self.accounts[acct] = node
