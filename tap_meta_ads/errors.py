@@ -47,6 +47,10 @@ CURSOR_CODE = 2642
 #: "Error accessing adreport job": a report run's results could not be read, even after 100 %; known to
 #: pass when the report is submitted again (see the notes' "Async insights").
 REPORT_RUN_LOST_CODE = 2601
+#: "The start date of the time range cannot be beyond 37 months from the current date": the tap clamps its
+#: starts to the account's 37 months, so this means the configured days (or this machine's clock) disagree
+#: with Meta's: a configuration error, never worth a retry.
+RETENTION_CODE = 3018
 #: The one message-text rule: Meta has no own code for a page that is too heavy.
 REDUCE_DATA_TEXT = "reduce the amount of data"
 
@@ -196,6 +200,13 @@ def raise_for_error(error: GraphError, wait_hint: float | None) -> None:
         raise GraphAPIError(
             f"Permission missing ({error.describe()}). The token's user or system user needs the "
             "ads_read permission (ads_management for some fields) on this ad account.",
+            error,
+        )
+    if error.code == RETENTION_CODE:
+        raise GraphAPIError(
+            f"Meta keeps 37 months of insights and refused a report's start ({error.describe()}): "
+            "check start_date, end_date and the state's bookmark, and that this machine's clock is right "
+            "(days count in the ad account's time zone)",
             error,
         )
     raise GraphAPIError(error.describe(), error)

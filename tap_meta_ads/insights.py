@@ -34,7 +34,27 @@ What goes wrong in production, and what this module does about it:
 - **Metrics arrive as strings**: converted exactly (``int`` for counts, ``Decimal`` for money and ratios,
   also inside lists such as ``actions``), as the schema types them, while each page is parsed
   (``metric_values.py``).
-- **History is capped at 37 months** (3018 beyond): the start is clamped, with a warning.
+- **History is capped at 37 months** (3018 beyond): the start is clamped, with a warning; should Meta still
+  refuse it (the machine's clock disagrees with Meta's), error 3018 is one configuration error line, never
+  a retry (``errors.py``).
+
+What makes rows match Ads Manager (``docs/matching-ads-manager.md`` says it for users, with the sources):
+
+- **Archived ads**: Meta's default status filter leaves archived ads' rows out of any report run whose
+  ``filtering`` has no ``<level>.effective_status`` rule, split parts filtered by ``campaign.id``
+  included (airbytehq/airbyte#36998, fixed by PR #39439; singer-io/tap-facebook#33). Every report run,
+  every split part and the synchronous listing of ids for a split carry that rule with the statuses of
+  ``effective_statuses`` (ARCHIVED included by default). Deleted ads' rows are never served through the
+  account's edge (facebook/facebook-python-business-sdk#269); their spend is in ``ads_insights_account``.
+- **The account's days**: ``date_start`` is a day of the account's time zone; today, the last day,
+  ``end_date``, windows and the 37-month floor are that account's (``account_days.py``).
+- **Attribution as Meta serves it**: ``use_unified_attribution_setting`` and ``action_report_time`` are
+  ignored by Meta since 2025-06-10 (it reports each ad set's own attribution setting, as Ads Manager
+  does): they are never sent, and a report naming them is refused. The 7-day and 28-day view windows were
+  retired on 2026-01-12 (Meta's blog, 2025-10-16): refused with the list of those Meta serves. Reach with
+  breakdowns is served for 13 months only: such reports start there, with a warning.
+- **Reconciliation**: ``ads_insights`` and ``ads_insights_account`` rows feed ``reconcile.py``, which
+  checks the ads' daily sums against the account's totals when the run ends.
 """
 
 from __future__ import annotations
@@ -59,10 +79,12 @@ from singer_sdk.singerlib.catalog import MetadataMapping
 from typing_extensions import override
 
 from tap_meta_ads import checkpoint
+from tap_meta_ads.account_days import AccountZone, AccountZones
 from tap_meta_ads.checkpoint import ResumePoint
 from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
 from tap_meta_ads.errors import GraphAPIError, ReportRunLostError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
+from tap_meta_ads.reconcile import Reconciliation
 from tap_meta_ads.usage import Pacer
 
 LEVELS = ("ad", "adset", "campaign", "account")
@@ -72,11 +94,51 @@ STATUS_COMPLETED = "Job Completed"
 FAILED_STATUSES = frozenset({"Job Failed", "Job Skipped"})
 #: Meta's action breakdowns (a subset: the ones that change row shapes least).
 ACTION_BREAKDOWNS = ("action_type", "action_target_id", "action_destination", "action_device", "action_reaction")
-#: Attribution windows Meta accepts in ``action_attribution_windows``.
-ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "7d_view", "28d_view")
-#: The windows asked for by default: Meta's default setting (7-day click, 1-day view) plus 1-day click,
-#: the ones still supported after Meta retired 28-day and 7-day view windows in 2021 (iOS 14.5).
+#: Attribution windows Meta serves in ``action_attribution_windows`` (Meta's blog "Ads Insights API Metric
+#: Availability Updates", 2025-10-16: "1-day click, 7-day click, 28-day click, 1-day engaged view, and 1-day
+#: view will continue to be available"). Each action's ``value`` is always the ad set's own attribution
+#: setting, the number Ads Manager shows; the windows add one key each.
+ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view", "1d_engaged_view")
+#: Windows Meta no longer returns (same source: "7d_view and 28d_view ... will no longer be returned").
+RETIRED_WINDOWS = {"7d_view": "2026-01-12", "28d_view": "2026-01-12"}
+#: The windows asked for by default: Meta's default setting (7-day click, 1-day view) plus 1-day click.
 DEFAULT_WINDOWS = ("1d_click", "7d_click", "1d_view")
+#: Parameters Meta ignores since 2025-06-10 (Supermetrics, "Facebook Ads reach and attribution changes -
+#: June 10, 2025": "Action report times will be automatically selected by the API", "Unified attribution
+#: will always be enabled"): never sent, and a report or setting that names one is refused with the reason.
+IGNORED_PARAMETERS = {
+    "use_unified_attribution_setting": "Meta always reports with each ad set's own attribution setting "
+    "(unified attribution, as Ads Manager does)",
+    "action_report_time": "Meta chooses the report time of actions itself",
+    "use_account_attribution_setting": "Meta always reports with each ad set's own attribution setting",
+}
+#: Breakdowns Meta retired, and their replacement: Nielsen DMAs gave way to Comscore markets on 2026-06-22
+#: (Meta's out-of-cycle changes 2026, quoted in singer-io/tap-facebook#271; estuary/connectors#4699).
+RETIRED_BREAKDOWNS = {"dma": ("comscore_market", "2026-06-22")}
+#: Reach with breakdowns is served for the last 13 months only since 2025-06-10 (same Supermetrics page).
+REACH_BREAKDOWN_MONTHS = 13
+#: The effective statuses each level's ``<level>.effective_status`` filter takes (Meta's Campaign, Ad Set
+#: and Ad references). DELETED is never sent: deleted objects' rows are not served through the account's
+#: insights edge whatever the filter (facebook/facebook-python-business-sdk#269).
+LEVEL_STATUSES = {
+    "campaign": frozenset({"ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES"}),
+    "adset": frozenset({"ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES", "CAMPAIGN_PAUSED"}),
+    "ad": frozenset(
+        {
+            "ACTIVE",
+            "PAUSED",
+            "ARCHIVED",
+            "IN_PROCESS",
+            "WITH_ISSUES",
+            "CAMPAIGN_PAUSED",
+            "ADSET_PAUSED",
+            "PENDING_REVIEW",
+            "DISAPPROVED",
+            "PREAPPROVED",
+            "PENDING_BILLING_INFO",
+        }
+    ),
+}
 #: Which breakdowns combine: Meta serves "only some permutations of breakdowns" (its Insights breakdowns
 #: guide, quoted in daroczig/fbRads#95): those of one group, one geography at a time; and
 #: ``platform_position`` only with ``publisher_platform`` ("(#100) Current combination of data breakdown
@@ -86,7 +148,7 @@ BREAKDOWN_GROUPS = {
     "gender": "demographic",
     "country": "country",
     "region": "region",
-    "dma": "dma",
+    "comscore_market": "comscore_market",
     "publisher_platform": "placement",
     "platform_position": "placement",
     "device_platform": "placement",
@@ -111,7 +173,7 @@ _RANK = {level: n for n, level in enumerate(LEVELS)}
 #: Meta answers these for every row; they are not asked for in ``fields=``.
 ALWAYS_RETURNED = ("date_start", "date_stop")
 #: Meta keeps 37 months of insights; an older start is error 3018 (Airbyte's source-facebook-marketing
-#: clamps the same way). One day of margin for the account's time zone.
+#: clamps the same way). Counted from the account's today, with one day of margin for how Meta counts months.
 RETENTION_MONTHS = 37
 #: The poll interval grows by this factor after each poll of a run that is not done, up to 12x the first.
 POLL_GROWTH = 1.5
@@ -176,6 +238,8 @@ class ReportSpec:
         if not isinstance(raw, dict):
             raise TypeError(f"insight_reports[{index}]: must be an object with at least a name")
         label = f"insight_reports[{index}] {raw.get('name')!r}"
+        for key in sorted(set(raw) & set(IGNORED_PARAMETERS)):
+            raise ValueError(f"{label}: {ignored_parameter(key)}")
         unknown = sorted(set(raw) - _REPORT_KEYS)
         if unknown:
             raise ValueError(f"{label}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(_REPORT_KEYS))}")
@@ -193,6 +257,12 @@ class ReportSpec:
         action_breakdowns = _names(raw, "action_breakdowns", label)
         _check_members(action_breakdowns, ACTION_BREAKDOWNS, "action breakdown", label)
         windows = _names(raw, "action_attribution_windows", label)
+        for window in windows or ():
+            if window in RETIRED_WINDOWS:
+                raise ValueError(
+                    f"{label}: attribution window {window!r} was retired by Meta on {RETIRED_WINDOWS[window]} and "
+                    f"is no longer served; Meta serves {', '.join(ATTRIBUTION_WINDOWS)}"
+                )
         _check_members(windows, ATTRIBUTION_WINDOWS, "attribution window", label)
         increment = raw.get("time_increment", 1)
         if isinstance(increment, bool) or not isinstance(increment, int) or not 1 <= increment <= _MAX_INCREMENT:
@@ -206,6 +276,11 @@ class ReportSpec:
             action_attribution_windows=tuple(windows) if windows is not None else DEFAULT_WINDOWS,
             time_increment=increment,
         )
+
+
+def ignored_parameter(key: str) -> str:
+    """Why a parameter Meta ignores is refused, in one line."""
+    return f"{key} is ignored by Meta since 2025-06-10 ({IGNORED_PARAMETERS[key]}): remove it"
 
 
 def _check_field(name: str, level: str, label: str) -> None:
@@ -238,6 +313,9 @@ def _names(raw: dict[str, Any], key: str, label: str) -> list[str] | None:
 
 def _check_breakdowns(breakdowns: list[str], label: str) -> None:
     for b in breakdowns:
+        if b in RETIRED_BREAKDOWNS:
+            new, when = RETIRED_BREAKDOWNS[b]
+            raise ValueError(f"{label}: breakdown {b!r} was retired by Meta on {when}; use {new!r} instead")
         if b not in BREAKDOWN_SCHEMA["properties"]:
             known = ", ".join(BREAKDOWN_SCHEMA["properties"])
             raise ValueError(f"{label}: breakdown {b!r} is not supported (supported: {known})")
@@ -248,23 +326,35 @@ def _check_breakdowns(breakdowns: list[str], label: str) -> None:
         raise ValueError(f"{label}: Meta refuses breakdown 'platform_position' without 'publisher_platform'")
 
 
-def reports_from_config(config: Mapping[str, Any]) -> list[ReportSpec]:
-    """The custom reports of ``insight_reports``; ValueError (one line naming the report) when one is bad."""
+def reports_from_config(config: Mapping[str, Any], taken: frozenset[str] = frozenset()) -> list[ReportSpec]:
+    """The custom reports of ``insight_reports``; ValueError (one line naming the report) when one is bad.
+
+    ``taken``: the tap's own stream names (the presets): a custom report may not reuse one.
+    """
     reports = [ReportSpec.from_setting(raw, n) for n, raw in enumerate(config.get("insight_reports") or [])]
     seen: set[str] = set()
     for n, spec in enumerate(reports):
+        if spec.name in taken:
+            msg = (
+                f"insight_reports[{n}] {spec.name[13:]!r}: {spec.name} is a preset stream of the tap; "
+                "select it instead, or give the report another name"
+            )
+            raise ValueError(msg)
         if spec.name in seen:
             raise ValueError(f"insight_reports[{n}] {spec.name[13:]!r}: the name is used twice")
         seen.add(spec.name)
     return reports
 
 
-def report_problems(config: Mapping[str, Any]) -> list[str]:
-    """Config validation's view: one line per problem (the first bad report)."""
+def report_problems(config: Mapping[str, Any], taken: frozenset[str] = frozenset()) -> list[str]:
+    """Config validation's view: one line per problem (the first bad report, or a parameter Meta ignores)."""
+    ignored = sorted(set(config) & set(IGNORED_PARAMETERS))
+    if ignored:
+        return [f"{ignored[0]}: {ignored_parameter(ignored[0])}"]
     if not isinstance(config.get("insight_reports", []), list):
         return ["insight_reports: must be a list of report objects"]
     try:
-        reports_from_config(config)
+        reports_from_config(config, taken)
     except (TypeError, ValueError) as exc:
         return [str(exc)]
     return []
@@ -363,6 +453,9 @@ class InsightsStream(GraphStream):
         self._stuck_after = float(cfg["insights_job_timeout_seconds"])
         self._attempts = int(cfg["insights_job_attempts"])
         self._window_days = int(cfg["insights_window_days"])
+        #: The run's cache of account time zones, shared by every insights stream of the tap.
+        self.account_zones: AccountZones = getattr(tap, "account_zones", None) or AccountZones()
+        self._status_rule = status_rule(spec.level, cfg.get("effective_statuses") or ())
         self._page_with_retries: Callable[[AccountFetch, str, str | None], GraphPage] = self.request_decorator(
             self._results_page
         )
@@ -384,6 +477,14 @@ class InsightsStream(GraphStream):
         if self.report.action_attribution_windows:
             params["action_attribution_windows"] = json.dumps(list(self.report.action_attribution_windows))
         return params
+
+    def job_filtering(self, scope: tuple[str, tuple[str, ...]] | None) -> str | None:
+        """A report run's ``filtering``: the status rule (every job, every part) and the part's ids."""
+        rules = [self._status_rule] if self._status_rule else []
+        if scope:
+            level, ids = scope
+            rules.append({"field": f"{level}.id", "operator": "IN", "value": list(ids)})
+        return json.dumps(rules) if rules else None
 
     @cached_property
     def metric_rows(self) -> MetricRows:
@@ -424,19 +525,40 @@ class InsightsStream(GraphStream):
         account.started = True
         return account
 
+    def _zone(self, account: AccountFetch) -> AccountZone:
+        """The account's time zone: one ``GET /act_{id}`` per account per run, shared by the insights streams."""
+
+        def read_account() -> dict[str, Any]:
+            url = f"{self.url_base}/act_{account.context['account_id']}"
+            params = {"fields": AccountZones.FIELDS}
+            body = self.send_with_retries(account, "GET", url, params, endpoint="account_time_zone").json()
+            return body if isinstance(body, dict) else {}
+
+        return self.account_zones.get(str(account.context["account_id"]), read_account)
+
     def _read_account(self, account: AccountFetch) -> Iterator[dict]:
         context, stats = account.context, account.stats
-        plan = self._plan_days(context)
+        try:
+            zone = self._zone(account)
+        except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
+            stats.status = "failed"
+            self.monitor.log_partition(self.logger, stats)
+            if isinstance(exc, GraphAPIError):
+                raise
+            msg = f"{self.name} account {context['account_id']}: cannot read the account's time zone ({exc})"
+            raise GraphAPIError(without_query(msg)) from exc
+        plan = self._plan_days(context, zone)
         if plan is None:
             stats.status = "complete"
             self.monitor.log_partition(self.logger, stats)
             return
         self.logger.info(
-            "%s account %s: %s %s..%s in %d windows, up to %d report runs in flight",
+            "%s account %s: %s %s..%s (days of %s) in %d windows, up to %d report runs in flight",
             *stats.key,
             "resuming" if plan.resumed else "reading",
             plan.since,
             plan.until,
+            zone.name,
             len(plan.windows),
             self._in_flight,
         )
@@ -455,14 +577,18 @@ class InsightsStream(GraphStream):
         stats.status = "complete"
         self.monitor.log_partition(self.logger, stats)
 
-    def _today(self) -> datetime.date:
-        return datetime.datetime.now(datetime.timezone.utc).date()
+    def _plan_days(self, context: Context, zone: AccountZone) -> _Plan | None:
+        """The days to read (the account's days): a resumed run's rest, or the lookback, or the history.
 
-    def _plan_days(self, context: Context) -> _Plan | None:
-        """The days to read: a resumed run's rest, or the lookback before the bookmark, or the history."""
+        Never a day after the account's today, nor before its 37-month floor (13 months for reach with
+        breakdowns).
+        """
         state = self.get_context_state(context)
-        today = self._today()
+        today = zone.today()
         floor = months_back(today, RETENTION_MONTHS) + datetime.timedelta(days=1)
+        reach_floor = None
+        if self.report.breakdowns and "reach" in self.selected_fields():
+            reach_floor = months_back(today, REACH_BREAKDOWN_MONTHS) + datetime.timedelta(days=1)
         end = self.config.get("end_date")
         until = min(_as_date(end), today) if end else today
         start = self.config.get("start_date")
@@ -474,7 +600,7 @@ class InsightsStream(GraphStream):
             since = _as_date(progress["since"])
             if progress.get("done_through"):
                 since = _as_date(progress["done_through"]) + datetime.timedelta(days=1)
-            until = max(until, _as_date(progress["until"]))
+            until = min(max(until, _as_date(progress["until"])), today)
             resumed = True
         elif isinstance(bookmark, str) and bookmark:
             # the last ``insights_lookback_days`` days up to the bookmark again (0: none), then what is new
@@ -493,6 +619,18 @@ class InsightsStream(GraphStream):
                 since,
             )
             since = floor
+        if reach_floor and since < reach_floor:
+            self.logger.warning(
+                "%s account %s: Meta serves reach with breakdowns for the last %d months only; starting at %s "
+                "instead of %s (days of %s)",
+                self.name,
+                context["account_id"],
+                REACH_BREAKDOWN_MONTHS,
+                reach_floor,
+                since,
+                zone.name,
+            )
+            since = floor = reach_floor
         since = self._align(since, floor)
         if since > until:
             return None
@@ -543,8 +681,9 @@ class InsightsStream(GraphStream):
             "time_range": json.dumps({"since": job.since.isoformat(), "until": job.until.isoformat()}),
             "limit": 500,
         }
-        if job.scope:
-            params["filtering"] = scope_filter(job.scope)
+        filtering = self.job_filtering(job.scope)
+        if filtering:
+            params["filtering"] = filtering
         ids: list[str] = []
         paginator = CursorPaginator()
         while not paginator.finished:
@@ -578,10 +717,17 @@ class InsightsStream(GraphStream):
         return self._attempts
 
 
-def scope_filter(scope: tuple[str, tuple[str, ...]]) -> str:
-    """Meta's ``filtering`` for a job limited to some objects: ``[{"field": "campaign.id", "operator": "IN", ...}]``."""
-    level, ids = scope
-    return json.dumps([{"field": f"{level}.id", "operator": "IN", "value": list(ids)}])
+def status_rule(level: str, statuses: Any) -> dict[str, Any] | None:  # noqa: ANN401 - the setting's list
+    """``{"field": "<level>.effective_status", "operator": "IN", "value": [...]}`` from ``effective_statuses``.
+
+    Without it Meta applies its default status filter and leaves archived objects' rows out
+    (airbytehq/airbyte#36998). ``None`` at account level (the account's totals take no status filter) and
+    when no status of the setting is one the level has (Meta's default then applies).
+    """
+    if level == "account":
+        return None
+    values = [s for s in dict.fromkeys(statuses) if s in LEVEL_STATUSES[level]]
+    return {"field": f"{level}.effective_status", "operator": "IN", "value": values} if values else None
 
 
 def _as_date(value: object) -> datetime.date:
@@ -641,7 +787,7 @@ class _Runner:
                 continue
             self.running.remove(job)
             yield from rows
-            self._finished(job, len(rows))
+            self._finished(job, rows)
 
     def _fill(self) -> None:
         """Submit jobs while fewer than ``in_flight`` run, admitting windows only near the frontier."""
@@ -663,8 +809,9 @@ class _Runner:
             **self.params,
             "time_range": json.dumps({"since": job.since.isoformat(), "until": job.until.isoformat()}),
         }
-        if job.scope:
-            params["filtering"] = scope_filter(job.scope)
+        filtering = self.stream.job_filtering(job.scope)
+        if filtering:
+            params["filtering"] = filtering
         response = self.stream.send_with_retries(
             self.account, "POST", self.stream.account_url(self.context), params, endpoint="insights"
         )
@@ -725,11 +872,15 @@ class _Runner:
 
     # -- outcomes -----------------------------------------------------------------------------------
 
-    def _finished(self, job: Job, count: int) -> None:
+    def _finished(self, job: Job, rows: list[dict]) -> None:
+        count = len(rows)
         stats = self.account.stats
         self.rows_read += count
         if stats:
             stats.records += count
+        if Reconciliation.compares(self.stream.name):
+            fields = set(self.stream.selected_fields())
+            self.stream.monitor.reconciliation.add_rows(self.stream.name, str(self.context["account_id"]), rows, fields)
         self.stream.logger.info(
             "%s account %s %s: %d rows (report run %s, %d polls, attempt %d)",
             self.stream.name,
@@ -747,6 +898,9 @@ class _Runner:
         if self.open_parts[window] > 0:
             return
         self.done.add(window)
+        if Reconciliation.compares(self.stream.name):  # every row of those days has been read
+            since, until = self.plan.windows[window]
+            self.stream.monitor.reconciliation.cover(self.stream.name, str(self.context["account_id"]), since, until)
         moved = False
         while self.frontier in self.done:
             self.frontier += 1

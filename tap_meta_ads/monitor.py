@@ -3,7 +3,8 @@
 Each (stream, account) pair keeps one :class:`PartitionStats`; the stream logs it when the
 partition ends and the tap logs the whole run at exit, both as readable text and as one
 machine-readable ``RUN_SUMMARY {json}`` line that a log pipeline can parse. The SDK's own
-``METRIC`` lines are untouched.
+``METRIC`` lines are untouched. The run summary also carries the insights reconciliation
+(``reconcile.py``): per account, the days checked, the days off and the spend gap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+
+from tap_meta_ads.reconcile import Reconciliation
 
 SUMMARY_PREFIX = "RUN_SUMMARY"
 
@@ -63,6 +66,8 @@ class RunMonitor:
 
     def __init__(self) -> None:
         self.partitions: list[PartitionStats] = []
+        #: The ad rows' and the account's daily totals, checked against each other when the run ends.
+        self.reconciliation = Reconciliation()
 
     def start(self, stream: str, account_id: str) -> PartitionStats:
         """Open the counters of one partition."""
@@ -108,10 +113,20 @@ class RunMonitor:
             totals["throttle_wait_seconds"],
             totals["page_size_reductions"],
         )
+        checks = self.reconciliation.check(logger)
+        for account_id, check in checks.items():
+            logger.info(
+                "Reconciliation of account %s: %d days checked, %d off, spend gap %s",
+                account_id,
+                check.days_checked,
+                check.days_off,
+                check.spend_gap,
+            )
         payload = {
             "scope": "run",
             "status": status,
             **totals,
+            "reconciliation": {account_id: check.as_dict() for account_id, check in checks.items()},
             "partitions": [p.as_dict() for p in self.partitions],
         }
         logger.info("%s %s", SUMMARY_PREFIX, json.dumps(payload))

@@ -24,6 +24,24 @@ from tap_meta_ads import schemas
 from tap_meta_ads.client import GraphStream
 from tap_meta_ads.insights import InsightsStream, ReportSpec
 
+#: The action_type preset's fields: the ad, and every list of actions Meta breaks down by action type.
+ACTION_FIELDS = (
+    "account_name",
+    "campaign_id",
+    "adset_id",
+    "ad_id",
+    "ad_name",
+    "attribution_setting",
+    "spend",
+    "actions",
+    "action_values",
+    "unique_actions",
+    "conversions",
+    "conversion_values",
+    "cost_per_action_type",
+    "cost_per_conversion",
+)
+
 #: One JSON schema per stream, named after the stream: the only list of each stream's fields.
 SCHEMAS = SchemaDirectory(schemas)
 
@@ -125,6 +143,80 @@ class AdsInsightsStream(InsightsStream):
     report = ReportSpec(name="ads_insights", level="ad")
 
 
+# Presets: the usual reports, ready to select (none is selected by default); each is an ordinary report, keyed
+# on its day, account, object and every breakdown. Reports with breakdowns read reach for 13 months only.
+
+
+class AdsInsightsAccountStream(InsightsStream):
+    """The account's own daily totals, deleted ads included: Ads Manager's account total, and the reconciliation's."""
+
+    name = "ads_insights_account"
+    report = ReportSpec(name="ads_insights_account", level="account")
+
+
+class AdsInsightsCampaignStream(InsightsStream):
+    """Daily performance of every campaign."""
+
+    name = "ads_insights_campaign"
+    report = ReportSpec(name="ads_insights_campaign", level="campaign")
+
+
+class AdsInsightsAdSetStream(InsightsStream):
+    """Daily performance of every ad set."""
+
+    name = "ads_insights_adset"
+    report = ReportSpec(name="ads_insights_adset", level="adset")
+
+
+class AdsInsightsAgeAndGenderStream(InsightsStream):
+    """Daily performance of every ad by age and gender."""
+
+    name = "ads_insights_age_and_gender"
+    report = ReportSpec(name="ads_insights_age_and_gender", breakdowns=("age", "gender"))
+
+
+class AdsInsightsCountryStream(InsightsStream):
+    """Daily performance of every ad by country."""
+
+    name = "ads_insights_country"
+    report = ReportSpec(name="ads_insights_country", breakdowns=("country",))
+
+
+class AdsInsightsRegionStream(InsightsStream):
+    """Daily performance of every ad by region."""
+
+    name = "ads_insights_region"
+    report = ReportSpec(name="ads_insights_region", breakdowns=("region",))
+
+
+class AdsInsightsComscoreMarketStream(InsightsStream):
+    """Daily performance of every ad by Comscore market (Meta's replacement for the DMA breakdown since 2026-06-22)."""
+
+    name = "ads_insights_comscore_market"
+    report = ReportSpec(name="ads_insights_comscore_market", breakdowns=("comscore_market",))
+
+
+class AdsInsightsPlatformAndDeviceStream(InsightsStream):
+    """Daily performance of every ad by placement: platform, position and impression device."""
+
+    name = "ads_insights_platform_and_device"
+    report = ReportSpec(
+        name="ads_insights_platform_and_device",
+        breakdowns=("publisher_platform", "platform_position", "impression_device"),
+    )
+
+
+class AdsInsightsActionTypeStream(InsightsStream):
+    """Every ad's daily actions, conversions and their values and costs, one list entry per action type."""
+
+    name = "ads_insights_action_type"
+    report = ReportSpec(
+        name="ads_insights_action_type",
+        fields=ACTION_FIELDS,
+        action_breakdowns=("action_type",),
+    )
+
+
 STREAM_TYPES: tuple[type[GraphStream], ...] = (
     AdsStream,
     AdSetsStream,
@@ -135,4 +227,13 @@ STREAM_TYPES: tuple[type[GraphStream], ...] = (
     CustomConversionsStream,
     AdAccountsStream,
     AdsInsightsStream,
+    AdsInsightsAccountStream,
+    AdsInsightsCampaignStream,
+    AdsInsightsAdSetStream,
+    AdsInsightsAgeAndGenderStream,
+    AdsInsightsCountryStream,
+    AdsInsightsRegionStream,
+    AdsInsightsComscoreMarketStream,
+    AdsInsightsPlatformAndDeviceStream,
+    AdsInsightsActionTypeStream,
 )

@@ -12,6 +12,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
 from tap_meta_ads import cli, inputs, redact
+from tap_meta_ads.account_days import AccountZones
 from tap_meta_ads.client import appsecret_proof
 from tap_meta_ads.insights import (
     ACTION_BREAKDOWNS,
@@ -23,6 +24,9 @@ from tap_meta_ads.insights import (
 )
 from tap_meta_ads.monitor import RunMonitor
 from tap_meta_ads.streams import STREAM_TYPES
+
+#: The tap's own stream names: a custom insights report may not take one (the presets among them).
+STREAM_NAMES = frozenset(str(getattr(t, "name")) for t in STREAM_TYPES)  # noqa: B009 - a class attribute mypy sees as per instance
 
 DEFAULT_API_VERSION = "v25.0"
 #: Meta budgets ads_management calls per ad account (business use case limits), not per app, so
@@ -122,7 +126,8 @@ class TapMetaAds(Tap):
             default=list(DEFAULT_EFFECTIVE_STATUSES),
             title="Effective statuses",
             description="Which effective statuses to extract. The default includes ARCHIVED; add DELETED "
-            "to back up deleted objects too.",
+            "to back up deleted objects too. Every insights report run filters on these statuses (Meta leaves "
+            "archived ads' rows out otherwise); deleted ads' rows are only in ads_insights_account's totals.",
         ),
         th.Property(
             "max_retries",
@@ -171,7 +176,8 @@ class TapMetaAds(Tap):
             "end_date",
             th.DateType,
             title="End date",
-            description="Last day of insights to extract (inclusive). Absent: today (UTC).",
+            description="Last day of insights to extract (inclusive), a day of each ad account's time zone. "
+            "Absent: each account's today.",
         ),
         th.Property(
             "insights_lookback_days",
@@ -197,7 +203,8 @@ class TapMetaAds(Tap):
                     th.Property(
                         "action_attribution_windows",
                         th.ArrayType(th.StringType),
-                        description=f"Default [1d_click, 7d_click, 1d_view]; any of {', '.join(ATTRIBUTION_WINDOWS)}.",
+                        description=f"Default [1d_click, 7d_click, 1d_view]; any of {', '.join(ATTRIBUTION_WINDOWS)} "
+                        "(7d_view and 28d_view were retired by Meta on 2026-01-12).",
                     ),
                     th.Property("time_increment", th.IntegerType(minimum=1, maximum=90), description="Days per row."),
                     additional_properties=False,
@@ -247,6 +254,7 @@ class TapMetaAds(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's signature
         self.monitor = TapMetaAds.last_monitor = RunMonitor()
+        self.account_zones = AccountZones()  # each account's time zone, read once per run (insights)
         super().__init__(*args, **kwargs)
         token, app_secret = self.config.get("access_token") or "", self.config.get("app_secret")
         redact.install([token, app_secret or "", appsecret_proof(token, app_secret) or ""])
@@ -262,7 +270,7 @@ class TapMetaAds(Tap):
     @override
     def discover_streams(self) -> list[Any]:
         streams = [stream_type(tap=self) for stream_type in STREAM_TYPES]
-        streams += [InsightsStream(tap=self, report=spec) for spec in reports_from_config(self.config)]
+        streams += [InsightsStream(tap=self, report=spec) for spec in reports_from_config(self.config, STREAM_NAMES)]
         for stream in streams:
             stream.monitor = self.monitor
             cli.quiet_sdk_notices(stream.logger)
@@ -314,7 +322,7 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             datetime.date.fromisoformat(str(end)[:10])
         except ValueError:
             problems.append(f"end_date: {end!r} is not an ISO 8601 date")
-    problems.extend(report_problems(config))
+    problems.extend(report_problems(config, STREAM_NAMES))
     version = config.get("api_version")
     if version is not None and not API_VERSION_PATTERN.match(str(version)):
         problems.append(f"api_version: {version!r} is not of the form vNN.0 (for example {DEFAULT_API_VERSION})")

@@ -270,13 +270,21 @@ class ReportQuery:
     until: datetime.date
     increment: int  # days per row; 0 = all_days
     filters: tuple[tuple[str, frozenset[str]], ...]  # (level of the id, allowed ids)
-    statuses: frozenset[str] | None = None  # an ``<level>.effective_status`` rule; None: Meta's default
+    statuses: frozenset[str] | None = None  # an ``<prefix>.effective_status`` rule; None: Meta's default
+    status_prefix: str = "ad"  # which object's status the rule names
 
     def counted(self, ads: AdCollection) -> Callable[[int], bool]:
-        """Whether an ad's delivery is in the report's rows, by its status (Meta's habit, see the module)."""
+        """Whether an ad's delivery is in the report's rows, by its status (Meta's habit, see the module).
+
+        An ``ad.effective_status`` rule filters on the ad's status; an ``adset.``/``campaign.`` rule (the
+        sandbox's ad sets and campaigns deliver through their ads) lets archived ads' delivery in when it
+        names ARCHIVED, and every live ad's delivery in any case.
+        """
         if self.level == "account" and self.statuses is None:
             return lambda index: True  # the account's totals: every ad, deleted and archived included
         allowed = DEFAULT_STATUSES if self.statuses is None else self.statuses
+        if self.statuses is not None and self.status_prefix != "ad":
+            allowed = DEFAULT_STATUSES | (self.statuses & {"ARCHIVED", "DELETED"})
         if self.level != "account":
             allowed = allowed - {"DELETED"}  # never through the account's edge at an object level
         return lambda index: ads.effective_status(index) in allowed
@@ -345,7 +353,7 @@ def parse_report(params: dict[str, str], today: datetime.date, *, default_level:
         raise invalid_parameter(
             f"(#100) Reach with breakdowns is only available for the last {REACH_BREAKDOWN_MONTHS} months"
         )
-    filters, statuses = _filters(params.get("filtering"))
+    filters, (statuses, status_prefix) = _filters(params.get("filtering"))
     return ReportQuery(
         level=level,
         fields=fields,
@@ -357,6 +365,7 @@ def parse_report(params: dict[str, str], today: datetime.date, *, default_level:
         increment=_increment(params.get("time_increment")),
         filters=filters,
         statuses=statuses,
+        status_prefix=status_prefix,
     )
 
 
@@ -398,10 +407,13 @@ def _increment(raw: str | None) -> int:
     raise invalid_parameter("(#100) time_increment must be all_days, monthly or an integer 1..90")
 
 
-def _filters(raw: str | None) -> tuple[tuple[tuple[str, frozenset[str]], ...], frozenset[str] | None]:
-    """The id rules (level, ids) and the status rule of ``filtering`` (``None``: no status rule)."""
+_StatusRule = tuple[frozenset[str] | None, str]
+
+
+def _filters(raw: str | None) -> tuple[tuple[tuple[str, frozenset[str]], ...], _StatusRule]:
+    """The id rules (level, ids) and the status rule of ``filtering``: (statuses or ``None``, object prefix)."""
     if not raw:
-        return (), None
+        return (), (None, "ad")
     try:
         rules = json.loads(raw)
     except ValueError:
@@ -410,6 +422,7 @@ def _filters(raw: str | None) -> tuple[tuple[tuple[str, frozenset[str]], ...], f
         raise invalid_parameter("(#100) filtering must be a JSON array")
     out: list[tuple[str, frozenset[str]]] = []
     statuses: frozenset[str] | None = None
+    status_prefix = "ad"
     for rule in rules:
         if not isinstance(rule, dict):
             raise invalid_parameter("(#100) filtering items must be objects")
@@ -419,6 +432,7 @@ def _filters(raw: str | None) -> tuple[tuple[tuple[str, frozenset[str]], ...], f
             if op != "IN" or not isinstance(value, list) or not all(v in EFFECTIVE_STATUSES for v in value):
                 raise invalid_parameter(f"(#100) Filter {name} takes IN with a list of effective statuses")
             statuses = frozenset(value) if statuses is None else statuses & frozenset(value)
+            status_prefix = prefix
             continue
         if name not in ("campaign.id", "adset.id", "ad.id"):
             raise invalid_parameter(f"(#100) The sandbox filters insights on campaign.id, adset.id, ad.id, not {name}")
@@ -429,7 +443,7 @@ def _filters(raw: str | None) -> tuple[tuple[tuple[str, frozenset[str]], ...], f
         else:
             raise invalid_parameter(f"(#100) Operator {op} is not valid for {name}")
         out.append((prefix, frozenset(str(v) for v in ids)))
-    return tuple(out), statuses
+    return tuple(out), (statuses, status_prefix)
 
 
 class AccountInsights:
