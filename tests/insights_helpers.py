@@ -40,6 +40,7 @@ def status_filter(level: str) -> list[dict[str, Any]]:
     """The ``filtering`` rule that lets archived ads' rows in (Meta leaves them out without one)."""
     return [{"field": f"{level}.effective_status", "operator": "IN", "value": LEVEL_STATUSES[level]}]
 
+
 #: Report runs that poll every few milliseconds and count as stuck after a fraction of a second.
 FAST_INSIGHTS = {
     "insights_poll_interval_seconds": 0.005,
