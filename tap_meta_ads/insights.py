@@ -118,8 +118,10 @@ RETIRED_BREAKDOWNS = {"dma": ("comscore_market", "2026-06-22")}
 #: Reach with breakdowns is served for the last 13 months only since 2025-06-10 (same Supermetrics page).
 REACH_BREAKDOWN_MONTHS = 13
 #: The effective statuses each level's ``<level>.effective_status`` filter takes (Meta's Campaign, Ad Set
-#: and Ad references). DELETED is never sent: deleted objects' rows are not served through the account's
-#: insights edge whatever the filter (facebook/facebook-python-business-sdk#269).
+#: and Ad references; a campaign filter naming an ad's status such as ADSET_PAUSED is refused with code 100,
+#: subcode 1487561, "Only certain values may be specified for run status": facebook-python-business-sdk#388).
+#: DELETED is never sent: deleted objects' rows are not served through the account's insights edge whatever
+#: the filter (facebook/facebook-python-business-sdk#269, quoting Meta's "Storing ad objects" guide).
 LEVEL_STATUSES = {
     "campaign": frozenset({"ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES"}),
     "adset": frozenset({"ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES", "CAMPAIGN_PAUSED"}),
