@@ -38,12 +38,21 @@ _CONFIG = {
 
 
 def _every_stream_selected() -> dict:
-    """The discovered catalog with every stream selected (insights streams are not selected by default)."""
+    """The discovered catalog with every stream selected (insights streams are not selected by default).
+
+    Breakdown reports without ``reach``: Meta serves reach with breakdowns for 13 months only, and the
+    suite's insights days are 37 months back.
+    """
     catalog = TapMetaAds(config=_CONFIG, validate_config=False).catalog_dict
     for entry in catalog["streams"]:
+        with_breakdowns = any(
+            k in entry["key_properties"] for k in ("age", "country", "region", "comscore_market", "publisher_platform")
+        )
         for meta in entry["metadata"]:
             if meta["breadcrumb"] == []:
                 meta["metadata"]["selected"] = True
+            if with_breakdowns and meta["breadcrumb"] == ["properties", "reach"]:
+                meta["metadata"]["selected"] = False
     return catalog
 
 
