@@ -314,20 +314,25 @@ def test_reach_with_breakdowns_clamps_to_13_months_in_the_accounts_days(make_san
     assert not [k for k in sb.stats()["by_outcome"] if k.startswith("error")]
 
 
-def test_adsets_carry_their_attribution_spec(sandbox):
-    config = insights_config(sandbox.url, ["1002"], SINCE, UNTIL)
-    run = run_tap(config, streams=["adsets"])
+def test_adsets_carry_the_attribution_spec_that_produced_each_insights_row(sandbox):
+    config = insights_config(sandbox.url, ["1002"], SINCE, "2025-02-03")
+    run = run_tap(config, catalog=select(config, {"adsets", "ads_insights"}))
     assert run.returncode == 0, run.stderr[-3000:]
     records = [r["record"] for r in run.records if r["stream"] == "adsets"]
-    truth_specs = {a["id"]: a["attribution_spec"] for a in sandbox.visible("adsets", "1002", list(EFFECTIVE_STATUSES))}
+    statuses = list(EFFECTIVE_STATUSES)
+    truth_specs = {a["id"]: a["attribution_spec"] for a in sandbox.visible("adsets", "1002", statuses)}
     assert records
     for record in records:
         assert record["attribution_spec"] == truth_specs[record["id"]]
-        assert {spec["event_type"] for spec in record["attribution_spec"]} <= {
-            "CLICK_THROUGH",
-            "VIEW_THROUGH",
-            "ENGAGED_VIDEO_VIEW",
-        }
+    # each row's attribution_setting is its ad set's spec, as Ads Manager names it (7d_click_1d_view, 1d_click...)
+    kinds = {"CLICK_THROUGH": "click", "VIEW_THROUGH": "view"}
+    every = sandbox.visible("adsets", "1002", statuses)  # DELETED too: ads of a deleted ad set deliver in the sandbox
+    named = {
+        a["id"]: "_".join(f"{s['window_days']}d_{kinds[s['event_type']]}" for s in a["attribution_spec"]) for a in every
+    }
+    rows = exact_records(run.stdout, "ads_insights")
+    assert rows and all(row["attribution_setting"] == named[row["adset_id"]] for row in rows)
+    assert len({row["attribution_setting"] for row in rows}) > 1
 
 
 # -- presets ----------------------------------------------------------------------------------------------

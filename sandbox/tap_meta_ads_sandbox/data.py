@@ -102,6 +102,21 @@ _TZ_OFFSETS: tuple[tuple[int, str], ...] = (
     (14 * 3600, "+1400"),
     (-11 * 3600, "-1100"),
 )
+#: Ad sets' attribution settings (``attribution_spec`` on the ad set, ``attribution_setting`` on its
+#: insights rows): Meta's default 7-day click + 1-day view, and the other settings Ads Manager offers.
+ATTRIBUTION_SETTINGS: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
+    ("7d_click_1d_view", (("CLICK_THROUGH", 7), ("VIEW_THROUGH", 1))),
+    ("1d_click", (("CLICK_THROUGH", 1),)),
+    ("7d_click", (("CLICK_THROUGH", 7),)),
+    ("1d_click_1d_view", (("CLICK_THROUGH", 1), ("VIEW_THROUGH", 1))),
+)
+
+
+def attribution_of(adset_index: int) -> tuple[str, tuple[tuple[str, int], ...]]:
+    """Ad set ``adset_index``'s attribution setting: its name and its spec (event type, days)."""
+    return ATTRIBUTION_SETTINGS[0 if adset_index % 3 else (adset_index // 3) % len(ATTRIBUTION_SETTINGS)]
+
+
 #: Offset (seconds) of each UTC offset suffix the sandbox knows, for ``set_utc_offset``.
 TZ_SUFFIXES: dict[int, str] = dict(_TZ_OFFSETS)
 

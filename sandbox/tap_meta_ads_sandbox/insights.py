@@ -69,6 +69,7 @@ from tap_meta_ads_sandbox.data import (
     DEFAULT_VISIBLE,
     EFFECTIVE_STATUSES,
     AdCollection,
+    attribution_of,
     mix64,
 )
 from tap_meta_ads_sandbox.errors import GraphError, invalid_parameter
@@ -678,7 +679,7 @@ def render(  # noqa: PLR0917 - one row's coordinates; called from one place
         "objective": lambda: _OBJECTIVES[campaign_index % len(_OBJECTIVES)],
         "optimization_goal": lambda: _GOALS[adset_index % len(_GOALS)],
         "buying_type": lambda: "AUCTION",
-        "attribution_setting": lambda: "7d_click_1d_view",
+        "attribution_setting": lambda: attribution_of(adset_index)[0],
         "quality_ranking": lambda: _RANKINGS[acct.h(ad_index, first, 7) % len(_RANKINGS)],
         "engagement_rate_ranking": lambda: _RANKINGS[acct.h(ad_index, first, 8) % len(_RANKINGS)],
         "conversion_rate_ranking": lambda: _RANKINGS[acct.h(ad_index, first, 9) % len(_RANKINGS)],

@@ -48,6 +48,7 @@ from tap_meta_ads_sandbox.data import (
     KIND_PIXEL,
     KIND_VIDEO,
     IndexedCollection,
+    attribution_of,
     format_time,
     mix64,
     object_id,
@@ -316,8 +317,7 @@ class AdSetCollection(GeneratedCollection):
             "use_new_app_click": False,
             "targeting_optimization_types": [],
             "attribution_spec": [
-                {"event_type": "CLICK_THROUGH", "window_days": 7},
-                {"event_type": "VIEW_THROUGH", "window_days": 1},
+                {"event_type": event, "window_days": days} for event, days in attribution_of(index)[1]
             ],
             "targeting": {
                 "age_min": 18 + (h >> 32) % 12,
