@@ -25,8 +25,8 @@ from tap_meta_ads.insights import (
 from tap_meta_ads.monitor import RunMonitor
 from tap_meta_ads.streams import STREAM_TYPES
 
-#: The tap's own stream names: a custom insights report may not take one (the presets among them).
-STREAM_NAMES = frozenset(str(getattr(t, "name")) for t in STREAM_TYPES)  # noqa: B009 - a class attribute mypy sees as per instance
+#: The insights streams the tap declares (``ads_insights`` and the presets): a custom report may not take a name.
+PRESET_NAMES = frozenset(t.report.name for t in STREAM_TYPES if issubclass(t, InsightsStream))
 
 DEFAULT_API_VERSION = "v25.0"
 #: Meta budgets ads_management calls per ad account (business use case limits), not per app, so
@@ -270,7 +270,7 @@ class TapMetaAds(Tap):
     @override
     def discover_streams(self) -> list[Any]:
         streams = [stream_type(tap=self) for stream_type in STREAM_TYPES]
-        streams += [InsightsStream(tap=self, report=spec) for spec in reports_from_config(self.config, STREAM_NAMES)]
+        streams += [InsightsStream(tap=self, report=spec) for spec in reports_from_config(self.config, PRESET_NAMES)]
         for stream in streams:
             stream.monitor = self.monitor
             cli.quiet_sdk_notices(stream.logger)
@@ -322,7 +322,7 @@ def config_problems(config: dict[str, Any]) -> list[str]:
             datetime.date.fromisoformat(str(end)[:10])
         except ValueError:
             problems.append(f"end_date: {end!r} is not an ISO 8601 date")
-    problems.extend(report_problems(config, STREAM_NAMES))
+    problems.extend(report_problems(config, PRESET_NAMES))
     version = config.get("api_version")
     if version is not None and not API_VERSION_PATTERN.match(str(version)):
         problems.append(f"api_version: {version!r} is not of the form vNN.0 (for example {DEFAULT_API_VERSION})")
