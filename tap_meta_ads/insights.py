@@ -66,7 +66,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -719,7 +719,7 @@ class InsightsStream(GraphStream):
         return self._attempts
 
 
-def status_rule(level: str, statuses: Any) -> dict[str, Any] | None:  # noqa: ANN401 - the setting's list
+def status_rule(level: str, statuses: Iterable[str]) -> dict[str, Any] | None:
     """``{"field": "<level>.effective_status", "operator": "IN", "value": [...]}`` from ``effective_statuses``.
 
     Without it Meta applies its default status filter and leaves archived objects' rows out
