@@ -70,6 +70,21 @@ def parse_accounts(text: str) -> dict[str, int]:
     return accounts
 
 
+def parse_time_zones(text: str) -> dict[str, str]:
+    """``1001=Pacific/Kiritimati,1002=Pacific/Pago_Pago`` -> ``{"1001": "Pacific/Kiritimati", ...}``."""
+    zones: dict[str, str] = {}
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        acct, sep, zone = item.partition("=")
+        acct = acct.strip().removeprefix("act_")
+        if not sep or not acct.isdigit() or not zone.strip():
+            raise argparse.ArgumentTypeError(f"expected ACCOUNT=ZONE[,ACCOUNT=ZONE...], got {item!r}")
+        zones[acct] = zone.strip()
+    return zones
+
+
 def _optional(convert: Callable[[str], object]) -> Callable[[str], object]:
     """Accept "" / "none" as unset, so an environment variable can switch a limit off."""
 
@@ -123,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_accounts,
         default=_env("ACCOUNTS", "1001:3000,1002:2500"),
         help="ad accounts and their number of ads, ACCOUNT:ADS[,...] (default %(default)s)",
+    )
+    data.add_argument(
+        "--time-zones",
+        type=parse_time_zones,
+        default=_env("TIME_ZONES", ""),
+        help="accounts' time zones, ACCOUNT=ZONE[,...] (zones: Pacific/Kiritimati UTC+14, Pacific/Pago_Pago "
+        "UTC-11, America/Phoenix, Pacific/Pitcairn, Atlantic/Reykjavik, Africa/Lagos, Asia/Kolkata); "
+        "default: one by a hash of each account",
     )
     data.add_argument(
         "--archived-ratio", type=float, default=_env("ARCHIVED_RATIO", "0.1"), help="share of ARCHIVED ads (0.1)"
@@ -234,6 +257,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(
         seed=args.seed,
         accounts=args.accounts,
+        time_zones=args.time_zones,
         tokens=tuple(tokens),
         app_secret=args.app_secret or None,
         archived_ratio=args.archived_ratio,

@@ -19,6 +19,7 @@ EXPECTED_OPTIONS = {
     "--deleted-ratio", "--token", "--app-secret", "--page-budget-bytes", "--empty-page-every", "--max-limit",
     "--cursor-ttl-seconds", "--rate-window-seconds", "--account-budget", "--app-budget", "--throttle-code",
     "--no-usage-headers", "--fault", "--fault-seed", "--slow-seconds", "--retry-after-seconds", "--gzip",
+    "--time-zones",
 }  # fmt: skip
 
 
@@ -52,6 +53,9 @@ def test_gzip_is_off_unless_asked_for(monkeypatch, args, env, gzip):
         ([], {"SANDBOX_PORT": "abc"}, "--port"),
         ([], {"SANDBOX_FAULTS": "http503@1;nope~0.1"}, "unknown fault kind 'nope'"),
         (["--archived-ratio", "0.7", "--deleted-ratio", "0.7"], {}, "must not exceed 1"),
+        (["--time-zones", "1001"], {}, "ACCOUNT=ZONE"),
+        (["--time-zones", "1001=Mars/Olympus"], {}, "time_zones: 'Mars/Olympus' is not one of"),
+        (["--time-zones", "1009=Pacific/Kiritimati"], {}, "time_zones: '1009' is not one of the accounts"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(args, env, needle):
@@ -69,6 +73,11 @@ def test_bad_options_exit_2_with_one_line(args, env, needle):
     assert len(lines) == 1, proc.stderr
     assert needle in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_time_zones_choose_each_accounts_zone():
+    args = build_parser().parse_args(["--time-zones", "1001=Pacific/Kiritimati, act_1002=Pacific/Pago_Pago"])
+    assert config_from_args(args).time_zones == {"1001": "Pacific/Kiritimati", "1002": "Pacific/Pago_Pago"}
 
 
 def test_subprocess_prints_listening_line_on_port_0_and_serves(tmp_path):
