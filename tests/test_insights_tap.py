@@ -227,7 +227,9 @@ def test_bad_report_definitions_fail_before_any_request(sb, report, message):
 
 def test_history_is_clamped_to_37_months(make_sandbox):
     sb = make_sandbox(accounts={"1001": 4})
-    today = datetime.datetime.now(datetime.timezone.utc).date()
+    # the account's days (its time zone), as Meta counts its 37 months
+    zone = datetime.timezone(datetime.timedelta(hours=sb.account("1001")["timezone_offset_hours_utc"]))
+    today = datetime.datetime.now(zone).date()
     config = insights_config(
         sb.url, ["1001"], "2020-01-01", today.isoformat(), insights_window_days=90, insights_jobs_in_flight=10
     )
