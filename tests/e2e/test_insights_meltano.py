@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from tests.e2e.servers import GcsEmulator, Meltano, Postgres, Sandbox
-from tests.insights_helpers import ALL_FIELDS, WINDOWS, typed
+from tests.insights_helpers import ALL_FIELDS, WINDOWS, status_filter, typed
 
 SINCE, UNTIL = "2025-05-01", "2025-05-10"
 #: Select the insights stream over a short history (the sandbox environment polls report runs quickly).
@@ -31,6 +31,7 @@ def insights_truth(sandbox: Sandbox) -> dict[tuple[str, str, str], dict[str, Any
                 "time_range": json.dumps({"since": SINCE, "until": UNTIL}),
                 "time_increment": "1",
                 "action_attribution_windows": json.dumps(WINDOWS),
+                "filtering": json.dumps(status_filter("ad")),  # the tap's statuses: archived ads' rows too
             }
         )
         for row in sandbox.control("GET", f"truth/act_{account}/insights?{query}")["data"]:
