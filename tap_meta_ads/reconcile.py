@@ -73,15 +73,17 @@ class Reconciliation:
         with self._lock:
             self._metrics[stream] |= metrics & set(METRICS)
             days = self._totals[stream].setdefault(account_id, {})
-            for row in rows:
+            names = [m for m in METRICS if m in metrics]
+            for row in rows:  # metrics are numbers already (int, Decimal: metric_values.py), added as they are
                 totals = days.get(row["date_start"])
                 if totals is None:
                     totals = days[row["date_start"]] = DayTotals()
                 totals.rows += 1
-                for name in METRICS:
+                sums = totals.sums
+                for name in names:
                     value = row.get(name)
                     if value is not None:
-                        totals.sums[name] += Decimal(value)
+                        sums[name] += value
 
     def cover(self, stream: str, account_id: str, since: datetime.date, until: datetime.date) -> None:
         """Days whose every row the stream has read (a whole window, all its parts)."""
