@@ -352,7 +352,7 @@ def report_problems(config: Mapping[str, Any], taken: frozenset[str] = frozenset
     """Config validation's view: one line per problem (the first bad report, or a parameter Meta ignores)."""
     ignored = sorted(set(config) & set(IGNORED_PARAMETERS))
     if ignored:
-        return [f"{ignored[0]}: {ignored_parameter(ignored[0])}"]
+        return [ignored_parameter(ignored[0])]  # the line starts with the setting's name
     if not isinstance(config.get("insight_reports", []), list):
         return ["insight_reports: must be a list of report objects"]
     try:

@@ -275,7 +275,7 @@ RETIRED_7D_VIEW = (
         ),
         (
             {"use_unified_attribution_setting": True},
-            "use_unified_attribution_setting: use_unified_attribution_setting is ignored by Meta since 2025-06-10",
+            "| use_unified_attribution_setting is ignored by Meta since 2025-06-10 (Meta always reports",
         ),
         (
             {"insight_reports": [{"name": "d", "breakdowns": ["dma"]}]},
