@@ -59,7 +59,7 @@ from tap_meta_ads.errors import (
 )
 from tap_meta_ads.prefetch import ReadAhead
 from tap_meta_ads.records import PrunedRecordMessages
-from tap_meta_ads.transport import GraphTransport
+from tap_meta_ads.session import session_of_run
 from tap_meta_ads.usage import Pacer, Usage
 
 if TYPE_CHECKING:
@@ -397,7 +397,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         self._statuses = json.dumps(list(cfg.get("effective_statuses") or []))
         self._hidden = HIDDEN_STATUSES - set(cfg.get("effective_statuses") or ())
         self._parse_page = GraphPage.from_node if self.single_object else GraphPage.from_response
-        self.requests_session.mount(f"{self.url_base}/", GraphTransport())
+        self._requests_session = session_of_run(self._tap, int(cfg["max_concurrent_requests"]))
 
     # -- where and how ------------------------------------------------------------------------
 

@@ -31,7 +31,15 @@ DEFAULT_API_VERSION = "v25.0"
 #: four times faster without opening more than a few connections; more rarely pays, because one
 #: account is written at a time and a large account is bound by its own budget.
 DEFAULT_PARALLEL_ACCOUNTS = 4
-MAX_PARALLEL_ACCOUNTS = 10  # requests' connection pool keeps 10 connections per host
+MAX_PARALLEL_ACCOUNTS = 10
+#: Graph API calls a run keeps in flight at most, over every stream and account. Sized for Meta, not for
+#: a local stand-in: a call takes 0.2-2 s there, so 32 calls in flight are 16-160 calls a second, which is
+#: what a night of hundreds of accounts needs, while each ad account's own budget (ads_management: 300
+#: calls an hour on the limited tier, 100,000 + 40 per active ad on standard) is paced from its usage
+#: headers, and the app's budget (``x-app-usage``) from the same headers by every chain. The connection
+#: pool keeps this many connections, so no call waits for one.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 32
+MAX_CONCURRENT_REQUESTS = 256
 API_VERSION_PATTERN = re.compile(r"^v\d{2}\.0$")
 ACCOUNT_ID_PATTERN = re.compile(r"^(act_)?\d+$")
 #: Every effective status an ad can have except DELETED: a backup keeps ARCHIVED ads too.
@@ -166,6 +174,14 @@ class TapMetaAds(Tap):
             title="Accounts read at once",
             description="How many ad accounts are fetched at the same time (each has its own rate budget; "
             "records and STATE are still written one account after another). 1 reads them in turn.",
+        ),
+        th.Property(
+            "max_concurrent_requests",
+            th.IntegerType(minimum=1, maximum=MAX_CONCURRENT_REQUESTS),
+            default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+            title="Calls in flight",
+            description="Graph API calls in flight at once over every stream and account (the connection "
+            "pool's size). Each account is still paced by its own usage headers.",
         ),
         th.Property(
             "end_date",

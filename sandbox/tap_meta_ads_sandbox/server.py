@@ -636,6 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Time idle connections out after ``idle_timeout_seconds`` (the handler then closes them)."""
         super().setup()
         self.connection.settimeout(self.server.app.config.idle_timeout_seconds)
+        self.server.app.stats.connection_opened()
 
     def version_string(self) -> str:
         """The ``Server`` header."""
