@@ -111,12 +111,6 @@ READ_AHEAD_BYTES = 2 * 1024 * 1024
 PROVEN_AFTER_PAGES = 4
 
 
-def account_id_of(value: str) -> str:
-    """``act_123`` and ``123`` both mean account 123; the tap keeps the bare digits."""
-    value = value.strip()
-    return value[4:] if value.startswith("act_") else value
-
-
 def appsecret_proof(token: str, app_secret: str | None) -> str | None:
     """Meta's ``appsecret_proof``: hex HMAC-SHA256 of the token keyed with the app secret."""
     if not app_secret:
@@ -366,6 +360,9 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     """
 
     edge: str = ""
+    #: What names a partition: one per ad account (``inputs.py`` checks a state's partitions against it
+    #: without discovering the accounts).
+    partition_keys: tuple[str, ...] = ("account_id",)
     is_sorted = False  # Meta's edges are not ordered by updated_time
     status_param: str | None = "effective_status"
     status_field: str | None = None
@@ -424,7 +421,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     @property
     @override
     def partitions(self) -> list[dict[str, Any]]:
-        return [{"account_id": account_id_of(a)} for a in self.config["account_ids"]]
+        return [{"account_id": account.account_id} for account in self._tap.ad_accounts]  # type: ignore[attr-defined]  # TapMetaAds
 
     @property
     @override

@@ -9,6 +9,8 @@ from tap_meta_ads_sandbox.faults import FaultPlan
 from tap_meta_ads_sandbox.usage import parse_throttle_code
 
 DEFAULT_LIMIT = 25
+#: Meta's AdAccount ``account_status`` codes.
+ACCOUNT_STATUS_CODES = frozenset({1, 2, 3, 7, 8, 9, 100, 101})
 MAX_LIMIT = 5000
 _MAX_ACCOUNT_DIGITS = 99
 _MAX_ADS = 10**9
@@ -52,6 +54,13 @@ class SandboxConfig:
     #: keep it for as long as the client does), so a client's handling of connections the server has
     #: closed meanwhile can be shown.
     idle_timeout_seconds: float | None = None
+    #: The token's own ad accounts (``GET /me/adaccounts``), in listing order; ``None``: every configured one.
+    me_accounts: tuple[str, ...] | None = None
+    #: Businesses and their accounts: ``{business_id: {"owned": [...], "client": [...]}}`` (the listings
+    #: ``/{business_id}/owned_ad_accounts`` and ``/{business_id}/client_ad_accounts``).
+    businesses: Mapping[str, Mapping[str, tuple[str, ...] | list[str]]] = field(default_factory=dict)
+    #: Meta's ``account_status`` code of each account in the listings (absent: 1, ACTIVE).
+    account_statuses: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Reject impossible settings with a one-line reason (ValueError, TypeError for a wrong type)."""
@@ -60,6 +69,7 @@ class SandboxConfig:
         parse_throttle_code(self.throttle_code)
         if not isinstance(self.faults, FaultPlan):
             raise TypeError("faults must be a FaultPlan")
+        self._check_listings()
         object.__setattr__(self, "accounts", dict(self.accounts))
         object.__setattr__(self, "tokens", tuple(self.tokens))
 
@@ -75,6 +85,27 @@ class SandboxConfig:
             raise TypeError("tokens must be a tuple of strings, not one string")
         if not self.tokens or not all(isinstance(t, str) and t for t in self.tokens):
             raise ValueError("at least one non-empty token is required")
+
+    def _check_listings(self) -> None:
+        """Every account a listing names is a configured account (the listing serves its node's fields)."""
+        listed = list(self.me_accounts or ())
+        for business, edges in self.businesses.items():
+            if not business.isdigit():
+                raise ValueError(f"business id must be a digit string, got {business!r}")
+            unknown_edges = set(edges) - {"owned", "client"}
+            if unknown_edges:
+                raise ValueError(f"business {business}: listings are 'owned' and 'client', not {sorted(unknown_edges)}")
+            for ids in edges.values():
+                listed += list(ids)
+        listed += list(self.account_statuses)
+        unknown = [a for a in listed if a not in self.accounts]
+        if unknown:
+            raise ValueError(f"listed account {unknown[0]!r} is not a configured account")
+        bad = {a: s for a, s in self.account_statuses.items() if s not in ACCOUNT_STATUS_CODES}
+        if bad:
+            raise ValueError(
+                f"account_statuses: {bad} are not Meta account_status codes {sorted(ACCOUNT_STATUS_CODES)}"
+            )
 
     def _check_numbers(self) -> None:
         checks: tuple[tuple[bool, str], ...] = (
