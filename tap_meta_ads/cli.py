@@ -139,7 +139,13 @@ def run(tap_class: type[TapMetaAds], argv: Sequence[str] | None = None) -> NoRet
         files = check_files(args)
         command.main(args=args, prog_name=tap_class.name)
     except SystemExit as exc:
-        status = "succeeded" if not exc.code else "failed"
+        monitor = tap_class.last_monitor
+        clean = not exc.code
+        status = "succeeded" if clean else "failed"
+        if monitor is not None:
+            status = monitor.run_status(exited_cleanly=clean)
+        if clean and status == "failed":
+            raise SystemExit(1) from None  # on_account_error: fail (the accounts' ERROR lines are out already)
         raise
     except InputFileError as exc:
         logger.error("%s", exc.describe(files.get(exc.kind)))  # noqa: TRY400 - one line, no traceback

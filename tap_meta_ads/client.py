@@ -46,12 +46,14 @@ from typing_extensions import override
 from tap_meta_ads import checkpoint
 from tap_meta_ads.checkpoint import CheckpointedBookmarks, ResumePoint, SentIds
 from tap_meta_ads.errors import (
+    AccountSkippedError,
     CursorRejectedError,
     GraphAPIError,
     GraphError,
     PageTooLargeError,
     ThrottledError,
     TransientError,
+    account_scope_reason,
     connect_failure,
     parse_json_body,
     raise_for_error,
@@ -708,6 +710,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         return ReadAhead(
             list(self._plans),
             lambda key: self._fetch_partition(self._plans[key]),
+            isolated=is_account_error,
             width=int(self.config["parallel_accounts"]),
             depth=min(every, READ_AHEAD_PAGES),
             proven_after=PROVEN_AFTER_PAGES,
@@ -741,6 +744,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         """
         stats = account.stats = self.monitor.start(self.name, str(account.context["account_id"]))
         account.started = True
+        if self.monitor.has_failed(stats.account_id):
+            raise AccountSkippedError(stats.account_id)
         start = account.start
         if start.after:
             stats.resumed_from_page = start.pages + 1
@@ -807,6 +812,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         except (RetriableAPIError, requests.RequestException) as exc:
             self._stop(context, account, point, exc, gave_up=True)
         except FatalAPIError as exc:
+            if self.end_failed_account(account, exc, lambda: checkpoint.save(self, context, point)):
+                return
             self._stop(context, account, point, exc)
         finally:
             sent.close()
@@ -846,6 +853,37 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         if not key:
             return newest
         return checkpoint.newest_epoch([v for record in records if isinstance(v := record.get(key), str)], newest)
+
+    def end_failed_account(self, account: AccountFetch, exc: BaseException, save: Callable[[], None]) -> bool:
+        """End a partition whose account failed alone (``errors.ACCOUNT_SCOPED``); False for any other error.
+
+        The partition's progress is saved (``save``: a rerun resumes there) but not completed, so its bookmark
+        does not move. The first partition of the account to fail logs the one ERROR line naming the account and
+        the reason; its other partitions are not read (``AccountSkippedError``) and say so at INFO. Every other
+        account and stream goes on; ``cli.run`` decides the exit code from ``on_account_error``.
+        """
+        account_id = str(account.context["account_id"])
+        if isinstance(exc, AccountSkippedError):
+            reason: str | None = self.monitor.failed_accounts.get(account_id, "failed earlier")
+            status = "skipped"
+        else:
+            reason, status = account_scope_reason(getattr(exc, "error", None)), "account_failed"
+        if reason is None:
+            return False
+        save()
+        if status == "skipped":
+            self.logger.info("%s account %s: not read, the account failed earlier in this run", self.name, account_id)
+        elif self.monitor.account_failed(account_id, reason):
+            self.logger.error(
+                "Ad account act_%s failed in %s: %s. Its other streams are skipped; every other account goes on",
+                account_id,
+                self.name,
+                reason,
+            )
+        if account.started:
+            account.stats.status = status
+            self.monitor.log_partition(self.logger, account.stats)
+        return True
 
     def _stop(
         self, context: Context, account: AccountFetch, point: ResumePoint, exc: BaseException, *, gave_up: bool = False
@@ -896,6 +934,11 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     def _time_fields(self) -> tuple[str, ...]:
         """The schema's ``date-time`` properties (read once per stream, not per record)."""
         return tuple(n for n, p in self.schema["properties"].items() if p.get("format") == "date-time")
+
+
+def is_account_error(exc: BaseException) -> bool:
+    """Whether an error ends one account's partition only (the other accounts' fetchers go on)."""
+    return isinstance(exc, AccountSkippedError) or account_scope_reason(getattr(exc, "error", None)) is not None
 
 
 _QUERY = re.compile(r"\?[^\s'\")]*")

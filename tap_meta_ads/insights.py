@@ -61,7 +61,7 @@ from typing_extensions import override
 from tap_meta_ads import checkpoint
 from tap_meta_ads.checkpoint import ResumePoint
 from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
-from tap_meta_ads.errors import GraphAPIError, ReportRunLostError
+from tap_meta_ads.errors import AccountSkippedError, GraphAPIError, ReportRunLostError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.usage import Pacer
 
@@ -426,6 +426,9 @@ class InsightsStream(GraphStream):
 
     def _read_account(self, account: AccountFetch) -> Iterator[dict]:
         context, stats = account.context, account.stats
+        if self.monitor.has_failed(stats.account_id):  # its one ERROR line is out: not read (see the base stream)
+            self.end_failed_account(account, AccountSkippedError(stats.account_id), lambda: None)
+            return
         plan = self._plan_days(context)
         if plan is None:
             stats.status = "complete"
@@ -443,6 +446,8 @@ class InsightsStream(GraphStream):
         try:
             yield from _Runner(self, account, plan).rows()
         except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
+            if self.end_failed_account(account, exc, lambda: None):  # the runner saved its progress already
+                return
             stats.status = "failed"
             self.monitor.log_partition(self.logger, stats)
             if isinstance(exc, GraphAPIError):

@@ -113,6 +113,15 @@ class TapMetaAds(Tap):
             description="Ad accounts never extracted, whether listed in account_ids or discovered.",
         ),
         th.Property(
+            "on_account_error",
+            th.StringType(allowed_values=["fail", "skip"]),
+            default="fail",
+            title="When one ad account fails",
+            description="An account that denies access, is unknown or disabled (see the docs) ends alone: every "
+            "other account and stream completes and its STATE is written. fail: the run then exits 1; skip: "
+            "exit 0 with the same ERROR lines. Either way the run summary lists the failed accounts.",
+        ),
+        th.Property(
             "start_date",
             th.DateTimeType,
             title="Start date",
@@ -295,6 +304,7 @@ class TapMetaAds(Tap):
         super().__init__(*args, **kwargs)
         token, app_secret = self.config.get("access_token") or "", self.config.get("app_secret")
         redact.install([token, app_secret or "", appsecret_proof(token, app_secret) or ""])
+        self.monitor.fail_on_account_error = self.config.get("on_account_error", "fail") != "skip"
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
