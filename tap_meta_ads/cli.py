@@ -33,7 +33,7 @@ from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
 from tap_meta_ads.errors import GraphAPIError
-from tap_meta_ads.inputs import InputFileError, check_files
+from tap_meta_ads.inputs import InputFileError, SettingsError, check_files
 from tap_meta_ads.records import RecordWriter
 
 if TYPE_CHECKING:
@@ -139,10 +139,19 @@ def run(tap_class: type[TapMetaAds], argv: Sequence[str] | None = None) -> NoRet
         files = check_files(args)
         command.main(args=args, prog_name=tap_class.name)
     except SystemExit as exc:
-        status = "succeeded" if not exc.code else "failed"
+        monitor = tap_class.last_monitor
+        clean = not exc.code
+        status = "succeeded" if clean else "failed"
+        if monitor is not None:
+            status = monitor.run_status(exited_cleanly=clean)
+        if clean and status == "failed":
+            raise SystemExit(1) from None  # on_account_error: fail (the accounts' ERROR lines are out already)
         raise
     except InputFileError as exc:
         logger.error("%s", exc.describe(files.get(exc.kind)))  # noqa: TRY400 - one line, no traceback
+    except SettingsError as exc:
+        for problem in exc.problems:
+            logger.error("%s", problem)  # noqa: TRY400 - one line per setting, no traceback
     except TargetClosedError as exc:
         _discard_further_output()
         logger.error("%s", exc)  # noqa: TRY400 - as above

@@ -46,12 +46,14 @@ from typing_extensions import override
 from tap_meta_ads import checkpoint
 from tap_meta_ads.checkpoint import CheckpointedBookmarks, ResumePoint, SentIds
 from tap_meta_ads.errors import (
+    AccountSkippedError,
     CursorRejectedError,
     GraphAPIError,
     GraphError,
     PageTooLargeError,
     ThrottledError,
     TransientError,
+    account_scope_reason,
     connect_failure,
     parse_json_body,
     raise_for_error,
@@ -59,7 +61,7 @@ from tap_meta_ads.errors import (
 )
 from tap_meta_ads.prefetch import ReadAhead
 from tap_meta_ads.records import PrunedRecordMessages
-from tap_meta_ads.transport import GraphTransport
+from tap_meta_ads.session import session_of_run
 from tap_meta_ads.usage import Pacer, Usage
 
 if TYPE_CHECKING:
@@ -109,12 +111,6 @@ READ_AHEAD_BYTES = 2 * 1024 * 1024
 #: the token, version, fields and permissions work, so a bad run fails on one account with one line. Each
 #: page more keeps the other accounts idle for one call's latency (the latency-bound benchmark).
 PROVEN_AFTER_PAGES = 4
-
-
-def account_id_of(value: str) -> str:
-    """``act_123`` and ``123`` both mean account 123; the tap keeps the bare digits."""
-    value = value.strip()
-    return value[4:] if value.startswith("act_") else value
 
 
 def appsecret_proof(token: str, app_secret: str | None) -> str | None:
@@ -366,6 +362,9 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     """
 
     edge: str = ""
+    #: What names a partition: one per ad account (``inputs.py`` checks a state's partitions against it
+    #: without discovering the accounts).
+    partition_keys: tuple[str, ...] = ("account_id",)
     is_sorted = False  # Meta's edges are not ordered by updated_time
     status_param: str | None = "effective_status"
     status_field: str | None = None
@@ -397,7 +396,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         self._statuses = json.dumps(list(cfg.get("effective_statuses") or []))
         self._hidden = HIDDEN_STATUSES - set(cfg.get("effective_statuses") or ())
         self._parse_page = GraphPage.from_node if self.single_object else GraphPage.from_response
-        self.requests_session.mount(f"{self.url_base}/", GraphTransport())
+        self._requests_session = session_of_run(self._tap, int(cfg["max_concurrent_requests"]))
 
     # -- where and how ------------------------------------------------------------------------
 
@@ -424,7 +423,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     @property
     @override
     def partitions(self) -> list[dict[str, Any]]:
-        return [{"account_id": account_id_of(a)} for a in self.config["account_ids"]]
+        return [{"account_id": account.account_id} for account in self._tap.ad_accounts]  # type: ignore[attr-defined]  # TapMetaAds
 
     @property
     @override
@@ -711,6 +710,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         return ReadAhead(
             list(self._plans),
             lambda key: self._fetch_partition(self._plans[key]),
+            isolated=is_account_error,
             width=int(self.config["parallel_accounts"]),
             depth=min(every, READ_AHEAD_PAGES),
             proven_after=PROVEN_AFTER_PAGES,
@@ -744,6 +744,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         """
         stats = account.stats = self.monitor.start(self.name, str(account.context["account_id"]))
         account.started = True
+        if self.monitor.has_failed(stats.account_id):
+            raise AccountSkippedError(stats.account_id)
         start = account.start
         if start.after:
             stats.resumed_from_page = start.pages + 1
@@ -810,6 +812,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         except (RetriableAPIError, requests.RequestException) as exc:
             self._stop(context, account, point, exc, gave_up=True)
         except FatalAPIError as exc:
+            if self.end_failed_account(account, exc, lambda: checkpoint.save(self, context, point)):
+                return
             self._stop(context, account, point, exc)
         finally:
             sent.close()
@@ -849,6 +853,37 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         if not key:
             return newest
         return checkpoint.newest_epoch([v for record in records if isinstance(v := record.get(key), str)], newest)
+
+    def end_failed_account(self, account: AccountFetch, exc: BaseException, save: Callable[[], None]) -> bool:
+        """End a partition whose account failed alone (``errors.ACCOUNT_SCOPED``); False for any other error.
+
+        The partition's progress is saved (``save``: a rerun resumes there) but not completed, so its bookmark
+        does not move. The first partition of the account to fail logs the one ERROR line naming the account and
+        the reason; its other partitions are not read (``AccountSkippedError``) and say so at INFO. Every other
+        account and stream goes on; ``cli.run`` decides the exit code from ``on_account_error``.
+        """
+        account_id = str(account.context["account_id"])
+        if isinstance(exc, AccountSkippedError):
+            reason: str | None = self.monitor.failed_accounts.get(account_id, "failed earlier")
+            status = "skipped"
+        else:
+            reason, status = account_scope_reason(getattr(exc, "error", None)), "account_failed"
+        if reason is None:
+            return False
+        save()
+        if status == "skipped":
+            self.logger.info("%s account %s: not read, the account failed earlier in this run", self.name, account_id)
+        elif self.monitor.account_failed(account_id, reason):
+            self.logger.error(
+                "Ad account act_%s failed in %s: %s. Its other streams are skipped; every other account goes on",
+                account_id,
+                self.name,
+                reason,
+            )
+        if account.started:
+            account.stats.status = status
+            self.monitor.log_partition(self.logger, account.stats)
+        return True
 
     def _stop(
         self, context: Context, account: AccountFetch, point: ResumePoint, exc: BaseException, *, gave_up: bool = False
@@ -899,6 +934,11 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     def _time_fields(self) -> tuple[str, ...]:
         """The schema's ``date-time`` properties (read once per stream, not per record)."""
         return tuple(n for n, p in self.schema["properties"].items() if p.get("format") == "date-time")
+
+
+def is_account_error(exc: BaseException) -> bool:
+    """Whether an error ends one account's partition only (the other accounts' fetchers go on)."""
+    return isinstance(exc, AccountSkippedError) or account_scope_reason(getattr(exc, "error", None)) is not None
 
 
 _QUERY = re.compile(r"\?[^\s'\")]*")

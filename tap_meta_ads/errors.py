@@ -176,6 +176,43 @@ class GraphAPIError(FatalAPIError):
         self.error = error
 
 
+#: Errors that concern one ad account, not the run: the account's partitions end, every other account and
+#: stream goes on (``client.GraphStream.account_failed``). Agencies lose access to a client's account or see
+#: one disabled every week; such an answer comes on the account's first call of every stream, so the table is
+#: keyed by what Meta says, never by the stream. ``None`` as subcode: any subcode of the code.
+#: - ``(#100)`` subcode 33, "Unsupported get request. Object with ID 'act_...' does not exist, cannot be loaded
+#:   due to missing permissions, or does not support this operation" (facebook/facebook-php-business-sdk#268,
+#:   #424: the token no longer sees the account);
+#: - ``(#10)`` and ``(#200)``-``(#299)``: a permission missing on the account ("Ad account owner has NOT
+#:   grant ads_management or ads_read permission"; arsduo/koala#693 for #200 on insights);
+#: - ``(#368)``: the account was blocked or disabled for policy; the token itself stays valid
+#:   (pipeboard-co/meta-ads-mcp#134 tells it apart from an expired token for that reason).
+#: Token-wide errors (190 and its subcodes: an expired or revoked token) are not here: every account would
+#: fail the same way, so they still stop the run at once.
+ACCOUNT_SCOPED: dict[tuple[int, int | None], str] = {
+    (100, 33): "the ad account does not exist or this token cannot read it",
+    (10, None): "permission denied on this ad account",
+    **{(code, None): "a permission is missing on this ad account" for code in range(200, 300)},
+    (368, None): "the ad account is blocked or disabled by Meta",
+}
+
+
+def account_scope_reason(error: GraphError | None) -> str | None:
+    """Why an error concerns one ad account only (``ACCOUNT_SCOPED``), or ``None`` when it concerns the run."""
+    if error is None or error.code is None:
+        return None
+    reason = ACCOUNT_SCOPED.get((error.code, error.subcode)) or ACCOUNT_SCOPED.get((error.code, None))
+    return f"{reason} ({error.code_label}: {error.message or 'no message'})" if reason else None
+
+
+class AccountSkippedError(FatalAPIError):
+    """A partition of an account that failed earlier in the run: not read (its one ERROR line is out)."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"ad account act_{account_id} failed earlier in this run")
+        self.account_id = account_id
+
+
 def raise_for_error(error: GraphError, wait_hint: float | None) -> None:
     """Raise the exception that carries ``error``'s action. Always raises."""
     action = classify(error)

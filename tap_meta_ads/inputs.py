@@ -47,6 +47,14 @@ class InputFileError(Exception):
         return f"{self.kind} file {where}: {self.problem}" if where else f"{self.kind}: {self.problem}"
 
 
+class SettingsError(Exception):
+    """Settings the run cannot use; each of ``problems`` is one line that names its setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
 def files_in(argv: Iterable[str]) -> list[tuple[str, str]]:
     """The (kind, path) of every file named on a command line, in order (``--config ENV`` is not a file)."""
     files: list[tuple[str, str]] = []
@@ -241,7 +249,8 @@ def _partitions_problem(stream: Stream, stream_state: Mapping[str, Any]) -> str 
     problem = _bookmark_time_problem(stream, stream_state)
     if problem:
         return problem
-    expected_keys = {frozenset(p) for p in stream.partitions or []}
+    keys = getattr(stream, "partition_keys", None)  # declared: reading partitions would discover the accounts
+    expected_keys = {frozenset(keys)} if keys else {frozenset(p) for p in stream.partitions or []}
     for i, partition in enumerate(stream_state.get("partitions", [])):
         context = partition["context"]
         if expected_keys and frozenset(context) not in expected_keys:

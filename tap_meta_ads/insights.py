@@ -82,7 +82,7 @@ from tap_meta_ads import checkpoint
 from tap_meta_ads.account_days import AccountZone, AccountZones
 from tap_meta_ads.checkpoint import ResumePoint
 from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
-from tap_meta_ads.errors import GraphAPIError, ReportRunLostError
+from tap_meta_ads.errors import AccountSkippedError, GraphAPIError, ReportRunLostError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.reconcile import Reconciliation
 from tap_meta_ads.usage import Pacer
@@ -540,9 +540,14 @@ class InsightsStream(GraphStream):
 
     def _read_account(self, account: AccountFetch) -> Iterator[dict]:
         context, stats = account.context, account.stats
+        if self.monitor.has_failed(stats.account_id):  # its one ERROR line is out: not read (see the base stream)
+            self.end_failed_account(account, AccountSkippedError(stats.account_id), lambda: None)
+            return
         try:
             zone = self._zone(account)
         except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
+            if self.end_failed_account(account, exc, lambda: None):  # nothing read yet: nothing to save
+                return
             stats.status = "failed"
             self.monitor.log_partition(self.logger, stats)
             if isinstance(exc, GraphAPIError):
@@ -567,6 +572,8 @@ class InsightsStream(GraphStream):
         try:
             yield from _Runner(self, account, plan).rows()
         except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
+            if self.end_failed_account(account, exc, lambda: None):  # the runner saved its progress already
+                return
             stats.status = "failed"
             self.monitor.log_partition(self.logger, stats)
             if isinstance(exc, GraphAPIError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -68,6 +69,31 @@ class RunMonitor:
         self.partitions: list[PartitionStats] = []
         #: The ad rows' and the account's daily totals, checked against each other when the run ends.
         self.reconciliation = Reconciliation()
+        #: Ad accounts that failed alone (``errors.ACCOUNT_SCOPED``), with the reason, in the order they failed.
+        self.failed_accounts: dict[str, str] = {}
+        #: ``on_account_error``: whether failed accounts fail the run (exit 1) or not (``skip``: exit 0).
+        self.fail_on_account_error = True
+        self._lock = threading.Lock()
+
+    def account_failed(self, account_id: str, reason: str) -> bool:
+        """Note that an account failed; True the first time (the caller logs its one ERROR line then)."""
+        with self._lock:
+            if account_id in self.failed_accounts:
+                return False
+            self.failed_accounts[account_id] = reason
+            return True
+
+    def has_failed(self, account_id: str) -> bool:
+        """Whether the account failed earlier in the run (its other partitions are not read)."""
+        return account_id in self.failed_accounts
+
+    def run_status(self, *, exited_cleanly: bool) -> str:
+        """``succeeded``, ``failed``, or ``succeeded_with_failed_accounts`` (``on_account_error: skip``)."""
+        if not exited_cleanly:
+            return "failed"
+        if self.failed_accounts:
+            return "failed" if self.fail_on_account_error else "succeeded_with_failed_accounts"
+        return "succeeded"
 
     def start(self, stream: str, account_id: str) -> PartitionStats:
         """Open the counters of one partition."""
@@ -122,9 +148,16 @@ class RunMonitor:
                 check.days_off,
                 check.spend_gap,
             )
+        if self.failed_accounts:
+            logger.info(
+                "Failed ad accounts (%d): %s",
+                len(self.failed_accounts),
+                "; ".join(f"act_{a}: {why}" for a, why in self.failed_accounts.items()),
+            )
         payload = {
             "scope": "run",
             "status": status,
+            "failed_accounts": [{"account_id": a, "reason": why} for a, why in self.failed_accounts.items()],
             **totals,
             "reconciliation": {account_id: check.as_dict() for account_id, check in checks.items()},
             "partitions": [p.as_dict() for p in self.partitions],

@@ -28,7 +28,8 @@ line, as in a sequential run, instead of on ``width`` accounts at once, each bur
 
 A fetcher that fails (a fatal error, retries exhausted) queues the exception after the pages it read; the
 writer raises it when it gets there, after writing those pages, exactly as a sequential run would. When the
-writer stops for any reason, :meth:`ReadAhead.close` tells every fetcher to stop.
+writer stops for any reason, :meth:`ReadAhead.close` tells every fetcher to stop, unless the error is
+``isolated`` (it concerns that partition alone: an ad account that denies access), when the others go on.
 """
 
 from __future__ import annotations
@@ -198,6 +199,7 @@ class ReadAhead(Generic[K, T]):
         proven_after: int,
         max_bytes: int | None = None,
         size: Callable[[T], int] = _no_size,
+        isolated: Callable[[BaseException], bool] = lambda _exc: False,
     ) -> None:
         if min(width, depth, proven_after) < 1:
             msg = f"width, depth and proven_after must be at least 1, got {width}, {depth} and {proven_after}"
@@ -206,6 +208,7 @@ class ReadAhead(Generic[K, T]):
             msg = f"max_bytes must be at least 0, got {max_bytes}"
             raise ValueError(msg)
         self._proven_after = proven_after
+        self._isolated = isolated
         self._keys = keys
         self._produce = produce
         self._width = width
@@ -224,8 +227,9 @@ class ReadAhead(Generic[K, T]):
             feed = self._feeds.get(key) or self._start(key)  # a key out of order is read now, alone
         try:
             yield from feed.drain()
-        except BaseException:
-            self.close()  # the writer stops here: so does every fetcher
+        except BaseException as exc:
+            if not self._isolated(exc):
+                self.close()  # the writer stops here: so does every fetcher
             raise
         finally:
             with self._lock:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
+import sys
+from functools import cached_property
 from typing import Any
 
+import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError
 from typing_extensions import override
 
-from tap_meta_ads import cli, inputs, redact
+from tap_meta_ads import accounts, cli, inputs, redact
 from tap_meta_ads.account_days import AccountZones
+from tap_meta_ads.accounts import ACCOUNT_STATUSES, DEFAULT_ACCOUNT_STATUSES, AdAccount
 from tap_meta_ads.client import appsecret_proof
 from tap_meta_ads.insights import (
     ACTION_BREAKDOWNS,
@@ -23,6 +27,7 @@ from tap_meta_ads.insights import (
     reports_from_config,
 )
 from tap_meta_ads.monitor import RunMonitor
+from tap_meta_ads.session import session_of_run
 from tap_meta_ads.streams import STREAM_TYPES
 
 #: The insights streams the tap declares (``ads_insights`` and the presets): a custom report may not take a name.
@@ -35,7 +40,15 @@ DEFAULT_API_VERSION = "v25.0"
 #: four times faster without opening more than a few connections; more rarely pays, because one
 #: account is written at a time and a large account is bound by its own budget.
 DEFAULT_PARALLEL_ACCOUNTS = 4
-MAX_PARALLEL_ACCOUNTS = 10  # requests' connection pool keeps 10 connections per host
+MAX_PARALLEL_ACCOUNTS = 10
+#: Graph API calls a run keeps in flight at most, over every stream and account. Sized for Meta, not for
+#: a local stand-in: a call takes 0.2-2 s there, so 32 calls in flight are 16-160 calls a second, which is
+#: what a night of hundreds of accounts needs, while each ad account's own budget (ads_management: 300
+#: calls an hour on the limited tier, 100,000 + 40 per active ad on standard) is paced from its usage
+#: headers, and the app's budget (``x-app-usage``) from the same headers by every chain. The connection
+#: pool keeps this many connections, so no call waits for one.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 32
+MAX_CONCURRENT_REQUESTS = 256
 API_VERSION_PATTERN = re.compile(r"^v\d{2}\.0$")
 ACCOUNT_ID_PATTERN = re.compile(r"^(act_)?\d+$")
 #: Every effective status an ad can have except DELETED: a backup keeps ARCHIVED ads too.
@@ -75,9 +88,42 @@ class TapMetaAds(Tap):
         th.Property(
             "account_ids",
             th.ArrayType(th.StringType(pattern=ACCOUNT_ID_PATTERN.pattern)),
-            required=True,
             title="Ad account ids",
-            description="Ad accounts to extract, as `act_123` or `123`; each is one state partition.",
+            description="Ad accounts to extract, as `act_123` or `123`; each is one state partition. Absent or "
+            "empty: the accounts of business_ids, or else every account of the token (/me/adaccounts).",
+        ),
+        th.Property(
+            "business_ids",
+            th.ArrayType(th.StringType(pattern=r"^\d+$")),
+            default=[],
+            title="Business ids",
+            description="Without account_ids: extract the owned and client ad accounts of these businesses "
+            "instead of the token's /me/adaccounts.",
+        ),
+        th.Property(
+            "account_statuses",
+            th.ArrayType(th.IntegerType(allowed_values=sorted(ACCOUNT_STATUSES))),
+            default=list(DEFAULT_ACCOUNT_STATUSES),
+            title="Account statuses",
+            description="Discovered accounts are kept when their account_status is one of these (Meta's codes: "
+            "1 ACTIVE, 2 DISABLED, 3 UNSETTLED, 7 PENDING_RISK_REVIEW, 8 PENDING_SETTLEMENT, 9 IN_GRACE_PERIOD, "
+            "100 PENDING_CLOSURE, 101 CLOSED). Default: all but CLOSED, whose data no longer changes.",
+        ),
+        th.Property(
+            "exclude_account_ids",
+            th.ArrayType(th.StringType(pattern=ACCOUNT_ID_PATTERN.pattern)),
+            default=[],
+            title="Excluded ad accounts",
+            description="Ad accounts never extracted, whether listed in account_ids or discovered.",
+        ),
+        th.Property(
+            "on_account_error",
+            th.StringType(allowed_values=["fail", "skip"]),
+            default="fail",
+            title="When one ad account fails",
+            description="An account that denies access, is unknown or disabled (see the docs) ends alone: every "
+            "other account and stream completes and its STATE is written. fail: the run then exits 1; skip: "
+            "exit 0 with the same ERROR lines. Either way the run summary lists the failed accounts.",
         ),
         th.Property(
             "start_date",
@@ -173,6 +219,14 @@ class TapMetaAds(Tap):
             "records and STATE are still written one account after another). 1 reads them in turn.",
         ),
         th.Property(
+            "max_concurrent_requests",
+            th.IntegerType(minimum=1, maximum=MAX_CONCURRENT_REQUESTS),
+            default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+            title="Calls in flight",
+            description="Graph API calls in flight at once over every stream and account (the connection "
+            "pool's size). Each account is still paced by its own usage headers.",
+        ),
+        th.Property(
             "end_date",
             th.DateType,
             title="End date",
@@ -258,14 +312,30 @@ class TapMetaAds(Tap):
         super().__init__(*args, **kwargs)
         token, app_secret = self.config.get("access_token") or "", self.config.get("app_secret")
         redact.install([token, app_secret or "", appsecret_proof(token, app_secret) or ""])
+        self.monitor.fail_on_account_error = self.config.get("on_account_error", "fail") != "skip"
 
     @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        """Add the checks JSON schema cannot express, with one line naming each setting."""
-        errors = config_problems(self._config) or super()._validate_config(raise_errors=False)
-        if errors and raise_errors:
-            raise ConfigValidationError(errors[0], errors=errors)
+        """Add the checks JSON schema cannot express, with one line naming each setting.
+
+        The schema's validation runs first in every mode: it is what fills in the defaults, so ``--discover``
+        with a config that lacks optional settings works as a sync does. Problems raise in every mode too
+        (the SDK only validates for a sync), as ``inputs.SettingsError``: one line per setting, the same
+        lines for ``--discover`` and a sync (``cli.run``).
+        """
+        schema_errors = super()._validate_config(raise_errors=False)
+        errors = config_problems(self._config) or schema_errors
+        if errors:
+            raise inputs.SettingsError(errors)
         return errors
+
+    @cached_property
+    def ad_accounts(self) -> list[AdAccount]:
+        """The run's ad accounts (``accounts.py``): read once, when the first stream asks for its partitions."""
+        config = self.config
+        session = session_of_run(self, int(config["max_concurrent_requests"]))
+        proof = appsecret_proof(config["access_token"], config.get("app_secret"))
+        return accounts.resolve(config, accounts.AccountLister(session, config, proof), self.logger)
 
     @override
     def discover_streams(self) -> list[Any]:
@@ -275,6 +345,38 @@ class TapMetaAds(Tap):
             stream.monitor = self.monitor
             cli.quiet_sdk_notices(stream.logger)
         return streams
+
+    @classmethod
+    @override
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command line plus ``--list-accounts``: the run's ad accounts as JSON, for sharding."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--list-accounts"],
+                is_flag=True,
+                help="Print the ad accounts a sync would read (account_ids, or discovered) as JSON, and exit.",
+                callback=cls.cb_list_accounts,
+                expose_value=False,
+            )
+        )
+        return command
+
+    @classmethod
+    def cb_list_accounts(cls, ctx: click.Context, _param: click.Option, value: bool) -> None:  # noqa: FBT001 - click's signature
+        """Print ``[{"account_id", "name", "account_status"}, ...]`` (the orchestrator shards this list)."""
+        if not value:
+            return
+        given = ctx.params.get("config")
+        tap = cls(
+            config=dict(getattr(given, "config", None) or {}),
+            parse_env_config=bool(getattr(given, "parse_env", False)),
+            validate_config=True,
+            setup_mapper=False,
+        )
+        listed = [{"account_id": a.account_id, "name": a.name, "account_status": a.status} for a in tap.ad_accounts]
+        sys.stdout.write(json.dumps(listed) + "\n")
+        ctx.exit()
 
     @override
     def load_state(self, state: dict[str, Any]) -> None:
@@ -301,15 +403,9 @@ class TapMetaAds(Tap):
 def config_problems(config: dict[str, Any]) -> list[str]:
     """Semantic checks, each a one-line message that names the setting."""
     problems: list[str] = []
-    accounts = config.get("account_ids")
     if not config.get("access_token"):
         problems.append("access_token: required, and must not be empty")
-    if not isinstance(accounts, list) or not accounts:
-        problems.append("account_ids: give at least one ad account id, such as act_123 or 123")
-    else:
-        bad = [a for a in accounts if not isinstance(a, str) or not ACCOUNT_ID_PATTERN.match(a.strip())]
-        if bad:
-            problems.append(f"account_ids: {bad!r} are not ad account ids (expected act_123 or 123)")
+    problems.extend(_account_problems(config))
     start = config.get("start_date")
     if start is not None:
         try:
@@ -326,6 +422,32 @@ def config_problems(config: dict[str, Any]) -> list[str]:
     version = config.get("api_version")
     if version is not None and not API_VERSION_PATTERN.match(str(version)):
         problems.append(f"api_version: {version!r} is not of the form vNN.0 (for example {DEFAULT_API_VERSION})")
+    return problems
+
+
+def _account_problems(config: dict[str, Any]) -> list[str]:
+    """The settings that choose the run's ad accounts (``accounts.py``)."""
+    problems: list[str] = []
+    for name in ("account_ids", "exclude_account_ids"):
+        ids = config.get(name)
+        if ids is None:
+            continue
+        if not isinstance(ids, list):
+            problems.append(f'{name}: must be a list of ad account ids, such as ["act_123", "456"]')
+            continue
+        bad = [a for a in ids if not isinstance(a, str) or not ACCOUNT_ID_PATTERN.match(a.strip())]
+        if bad:
+            problems.append(f"{name}: {bad!r} are not ad account ids (expected act_123 or 123)")
+    businesses = config.get("business_ids")
+    if businesses is not None and (
+        not isinstance(businesses, list) or not all(isinstance(b, str) and b.strip().isdigit() for b in businesses)
+    ):
+        problems.append(f'business_ids: {businesses!r} must be a list of business ids (digits, such as "123")')
+    statuses = config.get("account_statuses")
+    if statuses is not None:
+        known = sorted(ACCOUNT_STATUSES)
+        if not isinstance(statuses, list) or not statuses or any(s not in ACCOUNT_STATUSES for s in statuses):
+            problems.append(f"account_statuses: {statuses!r} must be a non-empty list of Meta's codes {known}")
     return problems
 
 

@@ -48,11 +48,15 @@ RECOVERABLE = [
 ]
 FATAL = {
     "token_expired": "invalid or expired",
-    "permission": "Permission missing",
     "param": "100",
     "unknown_code": "99999",
     "deprecated_version": "2635",
-    "blocked": "368",
+}
+#: Errors that concern one ad account (``errors.ACCOUNT_SCOPED``): that account ends, the others complete.
+ACCOUNT_SCOPED = {
+    "permission": "a permission is missing on this ad account (200",
+    "blocked": "blocked or disabled by Meta (368",
+    "unknown_object": "does not exist or this token cannot read it (100/33",
 }
 
 
@@ -71,7 +75,7 @@ def clean_ids():
 def test_every_recoverable_fault_kind_is_in_the_suite():
     from tap_meta_ads_sandbox.faults import BASE_KINDS
 
-    fatal_or_listed = set(RECOVERABLE) | set(FATAL)
+    fatal_or_listed = set(RECOVERABLE) | set(FATAL) | set(ACCOUNT_SCOPED)
     assert set(BASE_KINDS) <= fatal_or_listed
 
 
@@ -163,6 +167,27 @@ def test_fatal_errors_stop_fast_with_one_line_after_flushing(make_sandbox, kind)
     # an unsorted stream's bookmark only advances when its account completes
     assert "replication_key_value" not in partition
     assert run.summary()["status"] == "failed"
+
+
+@pytest.mark.parametrize("kind", sorted(ACCOUNT_SCOPED))
+def test_account_errors_end_that_account_alone_after_flushing(make_sandbox, kind):
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs([f"{kind}@4"]))
+    run = run_tap(base_config(sandbox.url, ACCOUNT_IDS, **CHAOS), streams=ADS)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    assert len(errors) == 1, run.stderr[-3000:]
+    assert ACCOUNT_SCOPED[kind] in errors[0]
+    assert "act_1001" in errors[0]
+    by_account = {a: [r["record"]["id"] for r in run.records if r["record"]["account_id"] == a] for a in ACCOUNTS}
+    assert len(by_account["1001"]) == 300  # the three pages read before the fault, flushed
+    expected_1002 = sorted(ad["id"] for ad in sandbox.visible_ads("1002", list(DEFAULT_EFFECTIVE_STATUSES)))
+    assert sorted(by_account["1002"]) == expected_1002
+    assert duplicates(run.ids()) == {}
+    partitions = {p["context"]["account_id"]: p for p in run.last_state["bookmarks"]["ads"]["partitions"]}
+    assert partitions["1001"]["resume"]["pages"] == 3
+    assert "replication_key_value" not in partitions["1001"]
+    assert partitions["1002"]["replication_key_value"]
+    assert [f["account_id"] for f in run.summary()["failed_accounts"]] == ["1001"]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])

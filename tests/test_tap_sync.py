@@ -192,7 +192,9 @@ def test_about_and_discover(sandbox):
     [
         ({"access_token": None}, "access_token"),
         ({"access_token": ""}, "access_token"),
-        ({"account_ids": []}, "account_ids"),
+        ({"business_ids": ["acme"]}, "business_ids"),
+        ({"exclude_account_ids": ["12x"]}, "exclude_account_ids"),
+        ({"account_statuses": []}, "account_statuses"),
         ({"account_ids": ["act_12x"]}, "account_ids"),
         ({"account_ids": "1001"}, "account_ids"),
         ({"start_date": "last tuesday"}, "start_date"),

@@ -10,6 +10,8 @@ from tap_meta_ads_sandbox.objects import ZONE_OFFSETS
 from tap_meta_ads_sandbox.usage import parse_throttle_code
 
 DEFAULT_LIMIT = 25
+#: Meta's AdAccount ``account_status`` codes.
+ACCOUNT_STATUS_CODES = frozenset({1, 2, 3, 7, 8, 9, 100, 101})
 MAX_LIMIT = 5000
 _MAX_ACCOUNT_DIGITS = 99
 _MAX_ADS = 10**9
@@ -58,6 +60,13 @@ class SandboxConfig:
     #: The zone is the account's ``timezone_name``, the offset of its objects' times, and the days its
     #: insights are cut in.
     time_zones: Mapping[str, str] = field(default_factory=dict)
+    #: The token's own ad accounts (``GET /me/adaccounts``), in listing order; ``None``: every configured one.
+    me_accounts: tuple[str, ...] | None = None
+    #: Businesses and their accounts: ``{business_id: {"owned": [...], "client": [...]}}`` (the listings
+    #: ``/{business_id}/owned_ad_accounts`` and ``/{business_id}/client_ad_accounts``).
+    businesses: Mapping[str, Mapping[str, tuple[str, ...] | list[str]]] = field(default_factory=dict)
+    #: Meta's ``account_status`` code of each account in the listings (absent: 1, ACTIVE).
+    account_statuses: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Reject impossible settings with a one-line reason (ValueError, TypeError for a wrong type)."""
@@ -66,6 +75,7 @@ class SandboxConfig:
         parse_throttle_code(self.throttle_code)
         if not isinstance(self.faults, FaultPlan):
             raise TypeError("faults must be a FaultPlan")
+        self._check_listings()
         object.__setattr__(self, "accounts", dict(self.accounts))
         object.__setattr__(self, "time_zones", dict(self.time_zones))
         object.__setattr__(self, "tokens", tuple(self.tokens))
@@ -87,6 +97,27 @@ class SandboxConfig:
             raise TypeError("tokens must be a tuple of strings, not one string")
         if not self.tokens or not all(isinstance(t, str) and t for t in self.tokens):
             raise ValueError("at least one non-empty token is required")
+
+    def _check_listings(self) -> None:
+        """Every account a listing names is a configured account (the listing serves its node's fields)."""
+        listed = list(self.me_accounts or ())
+        for business, edges in self.businesses.items():
+            if not business.isdigit():
+                raise ValueError(f"business id must be a digit string, got {business!r}")
+            unknown_edges = set(edges) - {"owned", "client"}
+            if unknown_edges:
+                raise ValueError(f"business {business}: listings are 'owned' and 'client', not {sorted(unknown_edges)}")
+            for ids in edges.values():
+                listed += list(ids)
+        listed += list(self.account_statuses)
+        unknown = [a for a in listed if a not in self.accounts]
+        if unknown:
+            raise ValueError(f"listed account {unknown[0]!r} is not a configured account")
+        bad = {a: s for a, s in self.account_statuses.items() if s not in ACCOUNT_STATUS_CODES}
+        if bad:
+            raise ValueError(
+                f"account_statuses: {bad} are not Meta account_status codes {sorted(ACCOUNT_STATUS_CODES)}"
+            )
 
     def _check_numbers(self) -> None:
         checks: tuple[tuple[bool, str], ...] = (

@@ -61,6 +61,15 @@ _JSON_KINDS: dict[str, GraphError] = {
         is_transient=False,
     ),
     "param": GraphError(400, 100, "(#100) Invalid parameter", is_transient=False),
+    # An account the token no longer sees: Meta's answer for an unknown or unreadable object (100/33).
+    "unknown_object": GraphError(
+        400,
+        100,
+        "Unsupported get request. Object with ID 'act_0' does not exist, cannot be loaded due to missing "
+        "permissions, or does not support this operation.",
+        subcode=33,
+        is_transient=False,
+    ),
     "unknown_code": GraphError(400, 99999, "An error the client has never seen", is_transient=False),
     "deprecated_version": GraphError(
         400,

@@ -47,6 +47,7 @@ from tap_meta_ads_sandbox.faults import (
     throttle_error,
 )
 from tap_meta_ads_sandbox.insights import InsightsService
+from tap_meta_ads_sandbox.listings import is_listing, listing_ids, listing_page
 from tap_meta_ads_sandbox.paging import Cursor, EdgeQuery, parse_fields, parse_query, select_page
 from tap_meta_ads_sandbox.stats import Stats
 from tap_meta_ads_sandbox.store import DataStore
@@ -221,7 +222,9 @@ class SandboxApp:
             raise GraphError(400, 2500, f"Unknown path components: {req.path}", is_transient=False)
         if not _VERSION.match(m["version"]):
             raise GraphError(400, 2635, f"(#2635) Unknown or unsupported API version {m['version']}")
-        self._authenticate(req.params, req.headers)
+        token = self._authenticate(req.params, req.headers)
+        if is_listing(m["node"], m["edge"], self.config.businesses):
+            return self._serve_listing(req, m, token)
         acct = _ACCOUNT_NODE.match(m["node"])
         if acct is None or acct["id"] not in self.store.ads:
             raise unsupported_get(m["node"])
@@ -258,6 +261,23 @@ class SandboxApp:
         chunks, rows = self._page_body(req, edge=edge.name, account_id=account_id, coll=coll, query=query, now=int(now))
         return Reply(200, chunks, {**usage, "facebook-api-version": m["version"]}), rows
 
+    def _serve_listing(self, req: _GraphRequest, m: re.Match[str], token: str) -> tuple[Reply, int]:
+        """A page of ``/me/adaccounts`` or a business's account listing (see ``listings.py``)."""
+        cfg = self.config
+        ids = listing_ids(
+            m["node"], m["edge"], configured=self.store.account_ids(), me_accounts=cfg.me_accounts,
+            businesses=cfg.businesses,
+        )  # fmt: skip
+
+        def row_of(account_id: str) -> dict[str, Any]:
+            node = self.store.accounts[account_id].row(0)
+            return {**node, "account_status": cfg.account_statuses.get(account_id, 1)}
+
+        doc = listing_page(
+            ids, params=req.params, pairs=req.pairs, row_of=row_of, url=f"http://{req.host}{req.path}", token=token
+        )
+        return json_reply(200, doc, {"facebook-api-version": m["version"]}), len(doc["data"])
+
     def _serve_insights(self, req: _GraphRequest, m: re.Match[str]) -> tuple[Reply, int]:
         """Insights requests (report runs and their rows) are answered by ``insights.py``."""
         if not _VERSION.match(m["version"]):
@@ -267,8 +287,8 @@ class SandboxApp:
         status, doc, headers, rows = self.insights.serve(req.method, m["node"], m["edge"], req.params, url)
         return json_reply(status, doc, {**headers, "facebook-api-version": m["version"]}), rows
 
-    def _authenticate(self, params: dict[str, str], headers: dict[str, str]) -> None:
-        """Token from the ``access_token`` param or the Authorization header, then the appsecret_proof."""
+    def _authenticate(self, params: dict[str, str], headers: dict[str, str]) -> str:
+        """Token from the ``access_token`` param or the Authorization header, then the appsecret_proof; the token."""
         token = params.get("access_token")
         if token is None:
             auth = headers.get("authorization", "")
@@ -279,7 +299,7 @@ class SandboxApp:
             raise invalid_token()
         secret = self.config.app_secret
         if secret is None:
-            return
+            return token
         proof = params.get("appsecret_proof")
         if proof is None:
             raise GraphError(
@@ -298,6 +318,7 @@ class SandboxApp:
                 error_type="GraphMethodException",
                 is_transient=False,
             )
+        return token
 
     def field_bytes(self, edge: str, coll: Collection) -> dict[str, float]:
         """Average serialised bytes per field, measured once per edge on a sample of real rows."""
@@ -638,6 +659,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Time idle connections out after ``idle_timeout_seconds`` (the handler then closes them)."""
         super().setup()
         self.connection.settimeout(self.server.app.config.idle_timeout_seconds)
+        self.server.app.stats.connection_opened()
 
     def version_string(self) -> str:
         """The ``Server`` header."""

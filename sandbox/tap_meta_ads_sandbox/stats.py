@@ -35,6 +35,7 @@ class Stats:
             self._faulted = 0
             self._token_in_url = 0
             self._records = 0
+            self._connections = 0
             self._log: deque[dict[str, Any]] = deque(maxlen=self._log_cap)
 
     def record(
@@ -74,6 +75,11 @@ class Stats:
                 }
             )
 
+    def connection_opened(self) -> None:
+        """Count one client connection accepted (a client that keeps connections alive opens few)."""
+        with self._lock:
+            self._connections += 1
+
     def snapshot(self) -> dict[str, Any]:
         """Return the stats document of ``GET /_sandbox/stats``."""
         with self._lock:
@@ -86,5 +92,6 @@ class Stats:
                 "faulted": self._faulted,
                 "token_in_url": self._token_in_url,
                 "records_served": self._records,
+                "connections": self._connections,
                 "log": list(self._log),
             }

@@ -199,7 +199,6 @@ def test_the_orchestration_never_imports_the_tap_and_its_plain_modules_need_no_d
     ("value", "expected"),
     [
         ('["act_1", "2"]', ["act_1", "2"]),
-        ("[]", "has no account_ids: set TAP_META_ADS_ACCOUNT_IDS"),
         ("act_1 act_2", "exited 1: Failed to parse JSON array from string: 'act_1 act_2'$"),
     ],
 )
@@ -224,3 +223,28 @@ def test_the_account_list_is_the_taps_setting_read_through_meltano(
         with pytest.raises(MeltanoError, match=expected) as info:
             project.account_ids()
         assert "\n" not in str(info.value)
+
+
+def test_without_account_ids_the_shards_are_dealt_from_the_accounts_the_tap_discovers(
+    make_sandbox, tmp_path: Path
+) -> None:
+    """The plan shards exactly what an unsharded run would read: the token's accounts, filtered as the tap filters."""
+    listed = {str(4001 + i): 0 for i in range(7)}
+    sandbox = make_sandbox(accounts=listed, account_statuses={"4003": 101, "4006": 2})
+    env = {
+        **os.environ,
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "MELTANO_ENVIRONMENT": "sandbox",
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "TAP_META_ADS_ACCOUNT_IDS": "[]",
+        "TAP_META_ADS_EXCLUDE_ACCOUNT_IDS": '["act_4007"]',
+        "SANDBOX_PORT": str(sandbox.port),
+        "GCS_EMULATOR_PORT": "2",
+        "GCS_BUCKET": "b",
+    }
+    project = MeltanoProject(ROOT, str(require(MELTANO)), env=env)
+    discovered = project.account_ids()
+    assert discovered == ["4001", "4002", "4004", "4005", "4006"]  # 4003 CLOSED, 4007 excluded
+    shards = plan_shards(discovered, 2)
+    assert sorted(a for s in shards for a in s.account_ids) == discovered
+    assert sandbox.stats()["token_in_url"] == 0

@@ -19,6 +19,7 @@ JSON_FAULTS = {
     "token_expired": (400, 190, 463, False),
     "permission": (400, 200, None, False),
     "param": (400, 100, None, False),
+    "unknown_object": (400, 100, 33, False),
     "unknown_code": (400, 99999, None, False),
     "deprecated_version": (400, 2635, None, False),
     "blocked": (400, 368, 1404078, False),

@@ -4,7 +4,8 @@
                 ├─► backup_shard[shard_1] ─┼─► summarize
                 └─► backup_shard[shard_…] ─┘
 
-`plan_shards` reads the tap's `account_ids` through Meltano and deals them into `META_ADS_SHARDS` shards
+`plan_shards` reads the tap's `account_ids` through Meltano (or, without them, the accounts the tap
+discovers from its business_ids or token: `tap-meta-ads --list-accounts`) and deals them into `META_ADS_SHARDS` shards
 by a stable hash (shards.py); each shard becomes one dynamic step that runs
 `meltano run --state-id-suffix=shard-<i> tap-meta-ads target-gcs` for its accounts alone. The
 multiprocess executor runs each step in its own process, at most `META_ADS_MAX_CONCURRENT_SHARDS` at

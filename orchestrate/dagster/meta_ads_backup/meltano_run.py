@@ -146,9 +146,13 @@ class MeltanoProject:
         return env
 
     def account_ids(self) -> list[str]:
-        """The tap's `account_ids` setting as Meltano resolves it (environment, .env, meltano.yml).
+        """The ad accounts a run of the tap reads: its `account_ids` setting, or the accounts it discovers.
 
-        `meltano config print` masks sensitive settings by default, so no secret passes through here.
+        The setting is read as Meltano resolves it (environment, .env, meltano.yml); `meltano config print`
+        masks sensitive settings by default, so no secret passes through here. Without it, the tap itself
+        lists the accounts of its `business_ids` or its token, filtered by `account_statuses` and
+        `exclude_account_ids` (`tap-meta-ads --list-accounts`), so the shards cover exactly what an unsharded
+        run would read; each shard then passes its part as `account_ids`.
         """
         proc = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
             self._command("config", "print", EXTRACTOR, "--format=json"),
@@ -159,10 +163,7 @@ class MeltanoProject:
             check=False,
         )
         if proc.returncode != 0:
-            lines = [parse_line(line) for line in proc.stderr.splitlines() if line.strip()]
-            errors = [str(doc["event"]) for _, doc in lines if doc.get("level") == "error"]
-            reason = "; ".join(errors) or (lines[-1][0] if lines else "no output")
-            raise MeltanoError(f"meltano config print {EXTRACTOR} exited {proc.returncode}: {reason}")
+            raise MeltanoError(f"meltano config print {EXTRACTOR} exited {proc.returncode}: {_reason(proc.stderr)}")
         try:
             accounts = json.loads(proc.stdout).get("account_ids")
         except (ValueError, AttributeError):
@@ -172,9 +173,30 @@ class MeltanoProject:
                 accounts = json.loads(accounts)
             except ValueError:
                 raise MeltanoError(f"{EXTRACTOR} account_ids is not a JSON list: {accounts[:80]!r}") from None
-        if not isinstance(accounts, list) or not accounts:
-            raise MeltanoError(f"{EXTRACTOR} has no account_ids: set TAP_META_ADS_ACCOUNT_IDS or meltano.yml")
+        if accounts is None or accounts == []:
+            return self.discovered_account_ids()
+        if not isinstance(accounts, list):
+            raise MeltanoError(f"{EXTRACTOR} account_ids is not a list: set TAP_META_ADS_ACCOUNT_IDS or meltano.yml")
         return [str(a) for a in accounts]
+
+    def discovered_account_ids(self) -> list[str]:
+        """The accounts the tap discovers (`meltano invoke tap-meta-ads --list-accounts`), ids only."""
+        proc = subprocess.run(  # noqa: S603 - a fixed argument list, no shell
+            self._command("invoke", EXTRACTOR, "--list-accounts"),
+            cwd=self.root,
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise MeltanoError(f"{EXTRACTOR} --list-accounts exited {proc.returncode}: {_reason(proc.stderr)}")
+        lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("[")]
+        try:
+            listed = json.loads(lines[-1])
+            return [str(a["account_id"]) for a in listed]
+        except (IndexError, ValueError, TypeError, KeyError):
+            raise MeltanoError(f"{EXTRACTOR} --list-accounts did not print a JSON list of accounts") from None
 
     def run_shard(self, shard: Shard, echo: Callable[[str], None] = lambda _line: None) -> ShardRun:
         """Run the shard's `meltano run` to the end; every output line goes to `echo` as it comes."""
@@ -229,6 +251,13 @@ class MeltanoProject:
 SHARDS_DIR = "shards"
 #: What a shard keeps for itself: the per-invocation files (catalog, config, state) of its plugins.
 PRIVATE_ENTRIES = frozenset({"run", SHARDS_DIR})
+
+
+def _reason(stderr: str) -> str:
+    """The error lines of a failed Meltano command (its JSON log), or its last line."""
+    lines = [parse_line(line) for line in stderr.splitlines() if line.strip()]
+    errors = [str(doc["event"]) for _, doc in lines if doc.get("level") == "error"]
+    return "; ".join(errors) or (lines[-1][0] if lines else "no output")
 
 
 def shard_sys_dir(sys_dir: Path, shard: str) -> Path:

@@ -13,8 +13,9 @@
 | `META_ADS_SCHEDULE_TIMEZONE` | `UTC` | the timezone of that cron |
 
 The ad accounts are not here: they are the tap's own `account_ids` setting, read through Meltano (so
-`TAP_META_ADS_ACCOUNT_IDS`, `.env` or meltano.yml, whichever Meltano resolves), in one place for sharded
-and unsharded runs alike.
+`TAP_META_ADS_ACCOUNT_IDS`, `.env` or meltano.yml, whichever Meltano resolves), or without it the accounts
+the tap discovers (`business_ids`, the token's `/me/adaccounts`), in one place for sharded and unsharded
+runs alike.
 
 Standard library only.
 """
