@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 SUMMARY_PREFIX = "RUN_SUMMARY"
@@ -31,6 +32,10 @@ class PartitionStats:
     page_size_reductions: int = 0
     resumed_from_page: int | None = None
     cursor_restarts: int = 0
+    #: Objects or files left out, by reason (``unservable_object``, ``asset_unavailable``, ``asset_too_large``).
+    skipped: Counter[str] = field(default_factory=Counter)
+    #: Optional fields Meta refused to this account, read without (``GraphStream.optional_fields``).
+    dropped_fields: list[str] = field(default_factory=list)
     status: str = "running"
 
     @property
@@ -42,6 +47,7 @@ class PartitionStats:
         """A JSON-ready view (the Counter becomes a plain dict, floats rounded)."""
         data = asdict(self)
         data["retries"] = dict(self.retries)
+        data["skipped"] = dict(self.skipped)
         data["retries_total"] = sum(self.retries.values())
         data["throttle_wait_seconds"] = round(self.throttle_wait_seconds, 3)
         data["pacing_wait_seconds"] = round(self.pacing_wait_seconds, 3)
@@ -50,11 +56,14 @@ class PartitionStats:
     def describe(self) -> str:
         """One readable line."""
         retries = ", ".join(f"{k}={v}" for k, v in sorted(self.retries.items())) or "none"
+        skipped = ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items()))
         return (
             f"{self.stream} account {self.account_id} {self.status}: {self.records} records, "
             f"{self.pages} pages, {self.requests} requests, retries: {retries}, "
             f"throttled {self.throttle_wait_seconds:.1f}s, paced {self.pacing_wait_seconds:.1f}s, "
             f"page-size reductions {self.page_size_reductions}"
+            + (f", skipped: {skipped}" if skipped else "")
+            + (f", fields Meta refused: {', '.join(self.dropped_fields)}" if self.dropped_fields else "")
         )
 
 
@@ -63,6 +72,18 @@ class RunMonitor:
 
     def __init__(self) -> None:
         self.partitions: list[PartitionStats] = []
+        #: Meta's clock minus this machine's (seconds), measured at start (``token_health.py``); ``None``: unknown.
+        self.server_clock_offset: float | None = None
+        #: What the token inspection found (``token_health.py``), for the run summary.
+        self.token: dict[str, object] | None = None
+        #: The check to run once, before the first stream of the run reads anything (see ``run_preflight``).
+        self.preflight: Callable[[], None] | None = None
+
+    def run_preflight(self) -> None:
+        """Run the start-of-run check once (the first stream to read calls this); a failure stops the run."""
+        check, self.preflight = self.preflight, None
+        if check is not None:
+            check()
 
     def start(self, stream: str, account_id: str) -> PartitionStats:
         """Open the counters of one partition."""
@@ -77,8 +98,10 @@ class RunMonitor:
     def totals(self) -> dict[str, object]:
         """The run as a whole."""
         retries: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
         for p in self.partitions:
             retries.update(p.retries)
+            skipped.update(p.skipped)
         return {
             "records": sum(p.records for p in self.partitions),
             "pages": sum(p.pages for p in self.partitions),
@@ -88,6 +111,7 @@ class RunMonitor:
             "throttle_wait_seconds": round(sum(p.throttle_wait_seconds for p in self.partitions), 3),
             "pacing_wait_seconds": round(sum(p.pacing_wait_seconds for p in self.partitions), 3),
             "page_size_reductions": sum(p.page_size_reductions for p in self.partitions),
+            "skipped": dict(skipped),
         }
 
     def log_partition(self, logger: logging.Logger, stats: PartitionStats) -> None:
@@ -112,6 +136,7 @@ class RunMonitor:
             "scope": "run",
             "status": status,
             **totals,
+            "token": self.token,
             "partitions": [p.as_dict() for p in self.partitions],
         }
         logger.info("%s %s", SUMMARY_PREFIX, json.dumps(payload))
