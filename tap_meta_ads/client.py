@@ -581,7 +581,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         account.dropped_fields |= asked
         account.stats.dropped_fields.extend(sorted(asked))
         self.logger.warning(
-            "Meta does not serve %s of %s to account %s (%s): reading them without it",
+            "Meta does not serve %s of %s to account %s (%s): reading its pages without it",
             ", ".join(sorted(asked)),
             self.name,
             account.context["account_id"],

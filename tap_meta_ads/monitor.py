@@ -78,10 +78,13 @@ class RunMonitor:
         self.token: dict[str, object] | None = None
         #: The check to run once, before the first stream of the run reads anything (see ``run_preflight``).
         self.preflight: Callable[[], None] | None = None
+        #: Whether a stream began to read (a run summary is then due, even if the check stopped the run).
+        self.started = False
 
     def run_preflight(self) -> None:
         """Run the start-of-run check once (the first stream to read calls this); a failure stops the run."""
         check, self.preflight = self.preflight, None
+        self.started = True
         if check is not None:
             check()
 

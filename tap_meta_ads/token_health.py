@@ -164,7 +164,12 @@ class TokenHealth:
             action = classify(error)
             if action is Action.AUTH:
                 raise GraphAPIError(self._invalid(error.message))
-            if action is Action.PERMISSION or (error.code == 100 and error.subcode == _ACCOUNT_NOT_VISIBLE_SUBCODE):  # noqa: PLR2004 - Meta's code
+            if action is Action.PERMISSION:
+                raise GraphAPIError(
+                    f"Permission missing on ad account act_{account} ({error.describe()}): the token's user or "
+                    "system user needs ads_read on it, or remove it from account_ids. No data was extracted."
+                )
+            if error.code == 100 and error.subcode == _ACCOUNT_NOT_VISIBLE_SUBCODE:  # noqa: PLR2004 - Meta's code
                 raise GraphAPIError(
                     f"The access token cannot see ad account act_{account} ({error.describe()}): give the token's "
                     "user or system user access to it, or remove it from account_ids. No data was extracted."

@@ -17,6 +17,7 @@ import urllib.parse
 from collections import Counter
 
 import pytest
+from tap_meta_ads_sandbox import FaultPlan
 
 from tests.tap_harness import base_config, discovered_catalog, duplicates, run_streaming, run_tap
 from tests.test_streams import EDGE_OF, PAGE_SIZES, key_of, records, truth
@@ -389,7 +390,17 @@ def test_a_token_that_cannot_work_stops_before_extraction_with_one_line(make_san
     assert run.records == []
     assert set(sandbox.stats()["by_route"]) <= {"debug_token", "node"}  # no edge was read
     assert "Traceback" not in run.stderr
+    assert run.summary()["status"] == "failed" and run.summary()["partitions"] == []
     assert_token_nowhere(run, OTHER)
+
+
+def test_an_account_refused_with_a_permission_error_stops_with_one_line(make_sandbox):
+    sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["act_1002:permission@after:0"]))
+    run = run_tap(config(sandbox), streams=["adlabels"])
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "Permission missing on ad account act_1002" in errors[0]
+    assert run.records == [] and set(sandbox.stats()["by_route"]) == {"debug_token", "node"}
 
 
 def test_meta_refusing_the_inspection_is_one_line_and_the_run_goes_on(make_sandbox):

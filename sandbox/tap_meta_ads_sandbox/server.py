@@ -663,6 +663,14 @@ class SandboxApp:
             return self.account(account_id)
         if edge == "insights":
             return {"data": self.insights.truth(account_id, dict(parse_qsl(query)))}
+        if edge == "files":  # the files behind the account's image and thumbnail URLs (files.py)
+            files = self.asset_files(account_id)
+            return {
+                "data": [
+                    {"url": url, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "mime_type": mime}
+                    for url, (content, mime) in files.items()
+                ]
+            }
         qs = dict(parse_qsl(query))
         statuses = None
         if "effective_status" in qs:

@@ -19,6 +19,7 @@ EXPECTED_OPTIONS = {
     "--deleted-ratio", "--token", "--app-secret", "--page-budget-bytes", "--empty-page-every", "--max-limit",
     "--cursor-ttl-seconds", "--rate-window-seconds", "--account-budget", "--app-budget", "--throttle-code",
     "--no-usage-headers", "--fault", "--fault-seed", "--slow-seconds", "--retry-after-seconds", "--gzip",
+    "--incomplete-creative-every", "--heavy-rule-every", "--asset-url-ttl-seconds",
 }  # fmt: skip
 
 
