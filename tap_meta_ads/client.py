@@ -921,9 +921,12 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
                 for object_id, reason in page.skipped:
                     stats.skipped["unservable_object"] += 1
                     self.logger.warning(
-                        "Skipped %s %s of account %s: Meta cannot serve it (%s)", self.name, object_id, *stats.key[1:],
+                        "Skipped %s %s of account %s: Meta cannot serve it (%s)",
+                        self.name,
+                        object_id,
+                        stats.account_id,
                         reason,
-                    )  # fmt: skip
+                    )
                 self.logger.info(
                     "%s account %s page %d: %d records (%d so far)",
                     *stats.key,
