@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import IO, Any
 
@@ -79,7 +79,9 @@ class SentIds:
     kill -9); only a restart reads them back into memory, for that pass alone.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, key: Callable[[dict[str, Any]], str] | None = None) -> None:
+        #: a row's identity: its ``id`` unless the stream's objects have none (the change log)
+        self._key: Callable[[dict[str, Any]], str] = key or (lambda row: str(row.get("id")))
         self._journal: IO[bytes] | None = None
         self._loaded: set[str] | None = None
 
@@ -95,14 +97,14 @@ class SentIds:
 
     def unsent(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows of a page not written yet in this run, noted as written (the caller writes them)."""
-        loaded = self._loaded
+        loaded, key = self._loaded, self._key
         if loaded is not None:
-            records = [r for r in records if str(r.get("id")) not in loaded]
-            loaded.update(str(r.get("id")) for r in records)
+            records = [r for r in records if key(r) not in loaded]
+            loaded.update(map(key, records))
             return records
         if self._journal is None:
             self._journal = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the partition
-        self._journal.write("".join(f"{r.get('id')}\n" for r in records).encode())
+        self._journal.write("".join(f"{key(r)}\n" for r in records).encode())
         return records
 
     def close(self) -> None:

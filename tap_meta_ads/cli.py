@@ -159,7 +159,7 @@ def run(tap_class: type[TapMetaAds], argv: Sequence[str] | None = None) -> NoRet
         logger.error("%s", exc)  # noqa: TRY400 - as above
     finally:
         monitor = tap_class.last_monitor
-        if monitor is not None and monitor.partitions:
+        if monitor is not None and (monitor.partitions or monitor.started):
             monitor.log_run(logger, status)
     sys.exit(1)
 

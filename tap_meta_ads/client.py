@@ -47,13 +47,16 @@ from tap_meta_ads import checkpoint
 from tap_meta_ads.checkpoint import CheckpointedBookmarks, ResumePoint, SentIds
 from tap_meta_ads.errors import (
     AccountSkippedError,
+    Action,
     CursorRejectedError,
     GraphAPIError,
     GraphError,
     PageTooLargeError,
     ThrottledError,
     TransientError,
+    UnservableObjectError,
     account_scope_reason,
+    classify,
     connect_failure,
     parse_json_body,
     raise_for_error,
@@ -138,6 +141,10 @@ class AccountFetch:
     good_pages: int = 0
     pace_wait: float = 0.0
     started: bool = False
+    #: The ``until`` of an edge read through ``since``/``until`` (``window_params``): the pass's upper bound.
+    until: int | None = None
+    #: Optional fields Meta refused to this account (see ``GraphStream.optional_fields``): no longer asked.
+    dropped_fields: set[str] = field(default_factory=set)
     stats: PartitionStats = field(init=False)
 
     def __post_init__(self) -> None:
@@ -230,6 +237,8 @@ class GraphPage:
     fetched_at: datetime.datetime | None = None
     #: The size of the response body the page holds (raw rows keep a view of it): what it costs in the queue.
     body_bytes: int = 0
+    #: Objects of the page Meta could not serve, read around (see ``GraphStream.read_page``): (id, Meta's reason).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -358,7 +367,19 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
       page and keeps the records updated after the bookmark itself (same bookmark and cap);
     - ``tap_fields``: properties the tap fills in, never asked of Meta (``account_id`` on a node type
       without one);
-    - ``single_object = True``: ``GET /act_{id}`` itself, one object per account, no paging.
+    - ``single_object = True``: ``GET /act_{id}`` itself, one object per account, no paging;
+    - ``window_params = True``: the edge takes ``since``/``until`` (Unix seconds) instead of ``filtering``
+      (the change log): a pass sends ``since`` = the bookmark and ``until`` = the pass's cap on Meta's clock,
+      and drops what is not after the bookmark itself (Meta does not say whether ``since`` is inclusive);
+    - ``identity_key``/``identity_fields``: objects without an id (the change log) get ``identity_key``, a
+      hex SHA-256 of ``account_id`` and those fields as Meta sent them: a key that is the same every time
+      the same object is read, whatever else is selected (the fields are always asked);
+    - ``optional_fields``: fields Meta serves to some tokens or accounts only; when Meta refuses a page
+      that asks for one (a permission error, or "reduce the amount of data" at the smallest page), the
+      account's pages are asked again without them, with one log line, instead of failing the run.
+
+    Whatever the edge, an object Meta cannot serve inside a page (``UNSERVABLE_OBJECT_SUBCODES``, such as
+    "Ad Creative Is Incomplete") does not fail the stream: the page is read around it (``read_page``).
     """
 
     edge: str = ""
@@ -371,6 +392,10 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     server_filtering: bool = True
     tap_fields: frozenset[str] = frozenset()
     single_object: bool = False
+    window_params: bool = False
+    identity_key: str | None = None
+    identity_fields: tuple[str, ...] = ()
+    optional_fields: frozenset[str] = frozenset()
     #: Meta's values already have the schema's JSON types (ints for ints, strings for times, which
     #: post_process writes as RFC 3339), so the SDK's per-record type conformance is pure cost:
     #: about a third of the tap's CPU in a profile of 20,000 ads.
@@ -430,7 +455,11 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
     def metadata(self) -> MetadataMapping:
         """The SDK's metadata, with ``account_id`` (it names the partition) and the status field always included."""
         mapping = super().metadata
-        for name in ("account_id", self.status_field):
+        if not self.selected_by_default:  # chosen on purpose: selecting the stream selects its properties
+            for breadcrumb, item in mapping.items():
+                if breadcrumb and item.selected_by_default is None:
+                    item.selected_by_default = True
+        for name in ("account_id", self.status_field, *self.identity_fields):
             entry = mapping.get(("properties", name)) if name else None
             if entry is not None:
                 entry.inclusion = Metadata.InclusionType.AUTOMATIC
@@ -452,7 +481,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
 
     def filtering(self, since: int | None) -> list[dict[str, Any]]:
         """Meta's server-side filter for an incremental read (none where the edge takes no ``filtering``)."""
-        if since is None or self.replication_key is None or not self.server_filtering:
+        if since is None or self.replication_key is None or not self.server_filtering or self.window_params:
             return []
         return [{"field": f"{self.replication_key}", "operator": "GREATER_THAN", "value": since}]
 
@@ -488,7 +517,76 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
             params["limit"] = account.page_size
         if rules := self.filtering(since):
             params["filtering"] = json.dumps(rules)
-        return self._parse_page(self.send(account, "GET", self.get_url(context), params))
+        if self.window_params:
+            if since is not None:
+                params["since"] = since
+            if account.until is not None:
+                params["until"] = account.until
+        return self.read_page(account, self.get_url(context), params)
+
+    def read_page(self, account: AccountFetch, url: str, params: dict[str, Any]) -> GraphPage:
+        """One attempt at one page: sent, parsed, and what Meta cannot serve worked around.
+
+        - an object Meta cannot serve (``UnservableObjectError``) fails the whole page; the same page (same
+          cursor and size) is read again with ``fields=id`` for its ids and next cursor, then each object
+          with ``GET /{id}``: the ones Meta still refuses are skipped and reported by the writer, one line each;
+        - an optional field Meta refuses (``optional_fields``) is dropped for this account and the page asked
+          again without it.
+        """
+        asked = params.get("fields")
+        if account.dropped_fields and isinstance(asked, str):
+            params = {**params, "fields": ",".join(f for f in asked.split(",") if f not in account.dropped_fields)}
+        try:
+            return self._parse_page(self.send(account, "GET", url, params))
+        except UnservableObjectError:
+            if self.single_object:
+                raise
+            return self._read_around(account, url, params)
+        except (PageTooLargeError, GraphAPIError) as exc:
+            if not self._drop_optional_fields(account, params, exc):
+                raise
+            return self.read_page(account, url, params)
+
+    def _read_around(self, account: AccountFetch, url: str, params: dict[str, Any]) -> GraphPage:
+        """The page's objects one by one (see ``read_page``); skipped ones are listed on the page."""
+        shell = GraphPage.from_response(self.send(account, "GET", url, {**params, "fields": "id"}))
+        rows: list[dict[str, Any]] = []
+        skipped: list[tuple[str, str]] = []
+        node = {k: v for k, v in params.items() if k == "fields"}
+        for row in shell.records:
+            object_id = str(row.get("id"))
+            try:
+                response = self.send(account, "GET", f"{self.url_base}/{object_id}", node, endpoint=f"{self.edge}/id")
+            except UnservableObjectError as exc:
+                skipped.append((object_id, f"{exc.error.code_label} {exc.error.user_title or exc.error.message}"))
+                continue
+            rows.extend(GraphPage.from_node(response).records)
+        return replace(shell, rows=rows, skipped=skipped)
+
+    def _drop_optional_fields(self, account: AccountFetch, params: dict[str, Any], exc: Exception) -> bool:
+        """Whether ``exc`` is Meta refusing optional fields this page asked for; if so they are dropped, once."""
+        asked = set(str(params.get("fields", "")).split(",")) & self.optional_fields
+        if not asked:
+            return False
+        floor = min(MIN_PAGE_SIZE, account.page_size_limit)
+        if isinstance(exc, PageTooLargeError):
+            if account.page_size > floor:
+                return False  # first the usual remedy: smaller pages (the retry shrinks them)
+            reason = f"it asks for less data even at {account.page_size} rows per page"
+        elif isinstance(exc, GraphAPIError) and exc.error is not None and classify(exc.error) is Action.PERMISSION:
+            reason = f"permission refused: {exc.error.describe()}"
+        else:
+            return False
+        account.dropped_fields |= asked
+        account.stats.dropped_fields.extend(sorted(asked))
+        self.logger.warning(
+            "Meta does not serve %s of %s to account %s (%s): reading its pages without it",
+            ", ".join(sorted(asked)),
+            self.name,
+            account.context["account_id"],
+            reason,
+        )
+        return True
 
     def send(
         self, account: AccountFetch, method: str, url: str, params: dict[str, Any], *, endpoint: str | None = None
@@ -680,6 +778,12 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         return epoch - 1 if start_date and value == start_date else epoch
 
     @override
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """The SDK's records, after the run's start-of-run check (token health: ``token_health.py``)."""
+        self.monitor.run_preflight()
+        yield from super().get_records(context)
+
+    @override
     def request_records(self, context: Context | None) -> Iterable[dict]:
         """Write one ad account's pages as its fetcher delivers them (and the SDK's request-count METRIC)."""
         if context is None:  # pragma: no cover - partitions always give a context
@@ -723,9 +827,14 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         cfg = self.config
         fresh = self._fresh_point(context)
         saved = ResumePoint.from_state(self.get_context_state(context))
+        resuming = saved is not None and saved.after is not None
+        until = self._window_until(saved if resuming else None)
+        if until is not None:
+            fresh.cap = until  # the bookmark never passes what the pass asked for
         return AccountFetch(
             context=dict(context),
             start=saved if saved and saved.after else fresh,
+            until=until,
             fresh_since=fresh.since,
             page_size_limit=int(cfg["page_size"]),
             pacer=Pacer(
@@ -735,6 +844,19 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
                 spare_calls=int(cfg["parallel_accounts"]),
             ),
         )
+
+    def _window_until(self, saved: ResumePoint | None) -> int | None:
+        """The ``until`` of a ``since``/``until`` edge's pass (``None``: the edge takes none, or the clock is unknown).
+
+        A resumed pass keeps its own (the cap it saved: a cursor belongs to its query); a fresh one takes Meta's
+        clock now (measured at start, ``RunMonitor.server_clock_offset``) minus a second.
+        """
+        if not self.window_params:
+            return None
+        if saved is not None and saved.cap is not None:
+            return saved.cap
+        offset = self.monitor.server_clock_offset
+        return None if offset is None else int(time.time() + offset) - 1
 
     def _fetch_partition(self, account: AccountFetch) -> Iterator[GraphPage | None]:
         """An account's pages, in order, on its fetcher thread; ``None`` marks a pass restarted from the bookmark.
@@ -779,7 +901,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         """
         point = replace(account.start)
         every = int(self.config["checkpoint_every_pages"])
-        sent = SentIds()  # only consulted after Meta refused a cursor and the pass restarted
+        account_id = str(context["account_id"])
+        sent = SentIds(lambda row: self.identity_of(row, account_id))  # consulted after a pass restarted
         try:
             for page in pages:
                 stats = account.stats
@@ -797,6 +920,15 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
                     records = list(filter(keep, records))
                 stats.pages += 1
                 stats.records += len(records)
+                for object_id, reason in page.skipped:
+                    stats.skipped["unservable_object"] += 1
+                    self.logger.warning(
+                        "Skipped %s %s of account %s: Meta cannot serve it (%s)",
+                        self.name,
+                        object_id,
+                        stats.account_id,
+                        reason,
+                    )
                 self.logger.info(
                     "%s account %s page %d: %d records (%d so far)",
                     *stats.key,
@@ -828,7 +960,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         without a replication value is kept: a duplicate is harmless, a skipped object is not.
         """
         field = self.status_field if self._hidden else None
-        key = self.replication_key if since is not None and not self.server_filtering else None
+        tap_filtered = not self.server_filtering or self.window_params
+        key = self.replication_key if since is not None and tap_filtered else None
         if field is None and key is None:
             return None
         hidden = self._hidden
@@ -924,11 +1057,20 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         """Add the partition's ``account_id`` when absent; write Meta's times as RFC 3339."""
         if context is not None and "account_id" not in row:
             row["account_id"] = context["account_id"]
+        if self.identity_key is not None:
+            row[self.identity_key] = self.identity_of(row, str(row["account_id"]))
         for name in self._time_fields:
             value = row.get(name)
             if value:
                 row[name] = rfc3339(value)
         return row
+
+    def identity_of(self, row: dict[str, Any], account_id: str) -> str:
+        """An object's key: its ``id``, or for objects without one the hash of ``identity_fields`` (see above)."""
+        if self.identity_key is None:
+            return str(row.get("id"))
+        values = [account_id, *(row.get(name) for name in self.identity_fields)]
+        return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
     @cached_property
     def _time_fields(self) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ class Action(enum.Enum):
     SHRINK = "reduce_data"  # The page was too heavy: halve the page size, then retry.
     RESTART = "cursor_rejected"  # The saved cursor is no longer valid: restart from the bookmark.
     RESUBMIT = "report_run_lost"  # An async report run's results are gone: submit the report run again.
+    SKIP_OBJECT = "object_unservable"  # One object of the page cannot be served: read the page around it.
     AUTH = "token_invalid"  # The token is invalid or expired: stop.
     PERMISSION = "permission"  # A permission is missing: stop.
     FATAL = "fatal"  # Anything else: stop with Meta's own words.
@@ -51,6 +52,10 @@ REPORT_RUN_LOST_CODE = 2601
 #: starts to the account's 37 months, so this means the configured days (or this machine's clock) disagree
 #: with Meta's: a configuration error, never worth a retry.
 RETENTION_CODE = 3018
+#: Subcodes Meta answers a whole page with because ONE object on it cannot be served: "Ad Creative Is
+#: Incomplete" (100/2446289, the creative's post was deleted; airbytehq/airbyte#65944 and #66027, where it
+#: fails the whole stream). The page is read around that object instead (``client.py``).
+UNSERVABLE_OBJECT_SUBCODES = frozenset({2446289})
 #: The one message-text rule: Meta has no own code for a page that is too heavy.
 REDUCE_DATA_TEXT = "reduce the amount of data"
 
@@ -69,6 +74,8 @@ class GraphError:
     message: str = ""
     fbtrace_id: str | None = None
     is_transient: bool = False
+    #: Meta's short title for people (``error_user_title``), e.g. "Ad Creative Is Incomplete".
+    user_title: str | None = None
 
     @classmethod
     def from_body(cls, status: int, body: object) -> GraphError:
@@ -84,6 +91,7 @@ class GraphError:
             message=_as_str(error.get("message")) or "",
             fbtrace_id=_as_str(error.get("fbtrace_id")),
             is_transient=error.get("is_transient") is True,
+            user_title=_as_str(error.get("error_user_title")),
         )
 
     @property
@@ -109,6 +117,8 @@ def classify(error: GraphError) -> Action:
     code = error.code
     if error.status == HTTP_TOO_MANY_REQUESTS or code in THROTTLE_CODES:
         return Action.WAIT
+    if error.subcode in UNSERVABLE_OBJECT_SUBCODES:
+        return Action.SKIP_OBJECT
     if REDUCE_DATA_TEXT in error.message.lower():
         return Action.SHRINK
     if code in AUTH_CODES:
@@ -146,6 +156,14 @@ class TransientError(RetriableAPIError):
 
 class PageTooLargeError(RetriableAPIError):
     """Meta asked for less data per call: the caller halves the page size and retries."""
+
+    def __init__(self, error: GraphError) -> None:
+        super().__init__(error.describe())
+        self.error = error
+
+
+class UnservableObjectError(FatalAPIError):
+    """Meta cannot serve one object of the page (e.g. an incomplete creative); the rest can be read around it."""
 
     def __init__(self, error: GraphError) -> None:
         super().__init__(error.describe())
@@ -226,6 +244,8 @@ def raise_for_error(error: GraphError, wait_hint: float | None) -> None:
         raise CursorRejectedError(error)
     if action is Action.RESUBMIT:
         raise ReportRunLostError(error)
+    if action is Action.SKIP_OBJECT:
+        raise UnservableObjectError(error)
     if action is Action.AUTH:
         raise GraphAPIError(
             f"The access token is invalid or expired ({error.describe()}). Generate a new long-lived "

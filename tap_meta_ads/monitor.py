@@ -13,6 +13,7 @@ import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from tap_meta_ads.reconcile import Reconciliation
@@ -35,6 +36,10 @@ class PartitionStats:
     page_size_reductions: int = 0
     resumed_from_page: int | None = None
     cursor_restarts: int = 0
+    #: Objects or files left out, by reason (``unservable_object``, ``asset_unavailable``, ``asset_too_large``).
+    skipped: Counter[str] = field(default_factory=Counter)
+    #: Optional fields Meta refused to this account, read without (``GraphStream.optional_fields``).
+    dropped_fields: list[str] = field(default_factory=list)
     status: str = "running"
 
     @property
@@ -46,6 +51,7 @@ class PartitionStats:
         """A JSON-ready view (the Counter becomes a plain dict, floats rounded)."""
         data = asdict(self)
         data["retries"] = dict(self.retries)
+        data["skipped"] = dict(self.skipped)
         data["retries_total"] = sum(self.retries.values())
         data["throttle_wait_seconds"] = round(self.throttle_wait_seconds, 3)
         data["pacing_wait_seconds"] = round(self.pacing_wait_seconds, 3)
@@ -54,11 +60,14 @@ class PartitionStats:
     def describe(self) -> str:
         """One readable line."""
         retries = ", ".join(f"{k}={v}" for k, v in sorted(self.retries.items())) or "none"
+        skipped = ", ".join(f"{k}={v}" for k, v in sorted(self.skipped.items()))
         return (
             f"{self.stream} account {self.account_id} {self.status}: {self.records} records, "
             f"{self.pages} pages, {self.requests} requests, retries: {retries}, "
             f"throttled {self.throttle_wait_seconds:.1f}s, paced {self.pacing_wait_seconds:.1f}s, "
             f"page-size reductions {self.page_size_reductions}"
+            + (f", skipped: {skipped}" if skipped else "")
+            + (f", fields Meta refused: {', '.join(self.dropped_fields)}" if self.dropped_fields else "")
         )
 
 
@@ -74,6 +83,14 @@ class RunMonitor:
         #: ``on_account_error``: whether failed accounts fail the run (exit 1) or not (``skip``: exit 0).
         self.fail_on_account_error = True
         self._lock = threading.Lock()
+        #: Meta's clock minus this machine's (seconds), measured at start (``token_health.py``); ``None``: unknown.
+        self.server_clock_offset: float | None = None
+        #: What the token inspection found (``token_health.py``), for the run summary.
+        self.token: dict[str, object] | None = None
+        #: The check to run once, before the first stream of the run reads anything (see ``run_preflight``).
+        self.preflight: Callable[[], None] | None = None
+        #: Whether a stream began to read (a run summary is then due, even if the check stopped the run).
+        self.started = False
 
     def account_failed(self, account_id: str, reason: str) -> bool:
         """Note that an account failed; True the first time (the caller logs its one ERROR line then)."""
@@ -95,6 +112,13 @@ class RunMonitor:
             return "failed" if self.fail_on_account_error else "succeeded_with_failed_accounts"
         return "succeeded"
 
+    def run_preflight(self) -> None:
+        """Run the start-of-run check once (the first stream to read calls this); a failure stops the run."""
+        check, self.preflight = self.preflight, None
+        self.started = True
+        if check is not None:
+            check()
+
     def start(self, stream: str, account_id: str) -> PartitionStats:
         """Open the counters of one partition."""
         stats = PartitionStats(stream=stream, account_id=account_id)
@@ -108,8 +132,10 @@ class RunMonitor:
     def totals(self) -> dict[str, object]:
         """The run as a whole."""
         retries: Counter[str] = Counter()
+        skipped: Counter[str] = Counter()
         for p in self.partitions:
             retries.update(p.retries)
+            skipped.update(p.skipped)
         return {
             "records": sum(p.records for p in self.partitions),
             "pages": sum(p.pages for p in self.partitions),
@@ -119,6 +145,7 @@ class RunMonitor:
             "throttle_wait_seconds": round(sum(p.throttle_wait_seconds for p in self.partitions), 3),
             "pacing_wait_seconds": round(sum(p.pacing_wait_seconds for p in self.partitions), 3),
             "page_size_reductions": sum(p.page_size_reductions for p in self.partitions),
+            "skipped": dict(skipped),
         }
 
     def log_partition(self, logger: logging.Logger, stats: PartitionStats) -> None:
@@ -160,6 +187,7 @@ class RunMonitor:
             "failed_accounts": [{"account_id": a, "reason": why} for a, why in self.failed_accounts.items()],
             **totals,
             "reconciliation": {account_id: check.as_dict() for account_id, check in checks.items()},
+            "token": self.token,
             "partitions": [p.as_dict() for p in self.partitions],
         }
         logger.info("%s %s", SUMMARY_PREFIX, json.dumps(payload))

@@ -14,6 +14,13 @@ table says the same):
 - ``customconversions``: only ``creation_time`` and ``last_fired_time``, which moves whenever the pixel
   fires, not when the conversion is edited: full table.
 - ``adaccounts``: ``GET /act_{id}`` for each configured account: one record each, full table.
+- ``activities``: the account's change log, ``event_time`` through the edge's ``since``/``until``. Entries
+  have no id: the key is ``activity_key``, a hash of what makes an entry itself (when, what, to which object,
+  by whom, through which app, with which values), see ``docs/account-backup.md``.
+- ``custom_audiences``, ``saved_audiences``, ``ads_pixels``, ``adrules``, ``adlabels``: none of these edges
+  takes a filter on a change time (custom audiences and rules have ``time_updated``/``updated_time``, but the
+  reference lists no ``filtering`` for them): full table, each run a whole snapshot.
+- ``ad_assets`` (``assets.py``): the bytes of the images and creative thumbnails, not selected by default.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 from singer_sdk import SchemaDirectory, StreamSchema
 
 from tap_meta_ads import schemas
+from tap_meta_ads.assets import AssetsStream
 from tap_meta_ads.client import GraphStream
 from tap_meta_ads.insights import InsightsStream, ReportSpec
 
@@ -136,6 +144,88 @@ class AdAccountsStream(GraphStream):
     schema = StreamSchema(SCHEMAS)
 
 
+class ActivitiesStream(GraphStream):
+    """The change log: ``GET /act_{id}/activities``, incremental on ``event_time`` through ``since``/``until``."""
+
+    name = "activities"
+    edge = "activities"
+    primary_keys = ("account_id", "activity_key")
+    replication_key = "event_time"
+    status_param = None
+    window_params = True
+    identity_key = "activity_key"
+    identity_fields = ("event_time", "event_type", "object_id", "actor_id", "application_id", "extra_data")
+    tap_fields = frozenset({"account_id", "activity_key"})
+    schema = StreamSchema(SCHEMAS)
+
+
+class CustomAudiencesStream(GraphStream):
+    """Custom audiences: ``GET /act_{id}/customaudiences``, full table; ``rule`` only where Meta serves it."""
+
+    name = "custom_audiences"
+    edge = "customaudiences"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    optional_fields = frozenset({"rule"})
+    schema = StreamSchema(SCHEMAS)
+
+
+class SavedAudiencesStream(GraphStream):
+    """Saved audiences (named targeting): ``GET /act_{id}/saved_audiences``, full table."""
+
+    name = "saved_audiences"
+    edge = "saved_audiences"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    tap_fields = frozenset({"account_id"})
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdsPixelsStream(GraphStream):
+    """Pixels: ``GET /act_{id}/adspixels``, full table; a pixel shared by accounts is listed under each."""
+
+    name = "ads_pixels"
+    edge = "adspixels"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    tap_fields = frozenset({"account_id"})
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdRulesStream(GraphStream):
+    """Automated rules: ``GET /act_{id}/adrules_library``, full table."""
+
+    name = "adrules"
+    edge = "adrules_library"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdLabelsStream(GraphStream):
+    """Labels: ``GET /act_{id}/adlabels``, full table."""
+
+    name = "adlabels"
+    edge = "adlabels"
+    primary_keys = ("id",)
+    replication_key = None
+    status_param = None
+    tap_fields = frozenset({"account_id"})
+    schema = StreamSchema(SCHEMAS)
+
+
+class AdAssetsStream(AssetsStream):
+    """The files of images and creatives (bytes, base64), once per account: not selected by default."""
+
+    name = "ad_assets"
+    primary_keys = ("account_id", "sha256")
+    schema = StreamSchema(SCHEMAS)
+
+
 class AdsInsightsStream(InsightsStream):
     """Daily performance of every ad through async report runs: one row per (day, ad), keyed on both."""
 
@@ -226,6 +316,13 @@ STREAM_TYPES: tuple[type[GraphStream], ...] = (
     AdVideosStream,
     CustomConversionsStream,
     AdAccountsStream,
+    ActivitiesStream,
+    CustomAudiencesStream,
+    SavedAudiencesStream,
+    AdsPixelsStream,
+    AdRulesStream,
+    AdLabelsStream,
+    AdAssetsStream,
     AdsInsightsStream,
     AdsInsightsAccountStream,
     AdsInsightsCampaignStream,

@@ -29,6 +29,7 @@ from tap_meta_ads.insights import (
 from tap_meta_ads.monitor import RunMonitor
 from tap_meta_ads.session import session_of_run
 from tap_meta_ads.streams import STREAM_TYPES
+from tap_meta_ads.token_health import TokenHealth
 
 #: The insights streams the tap declares (``ads_insights`` and the presets): a custom report may not take a name.
 PRESET_NAMES = frozenset(t.report.name for t in STREAM_TYPES if issubclass(t, InsightsStream))
@@ -298,6 +299,30 @@ class TapMetaAds(Tap):
             description="A report run whose progress has not moved for this long is submitted again.",
         ),
         th.Property(
+            "asset_max_bytes",
+            th.IntegerType(minimum=1),
+            default=10_000_000,
+            title="Largest creative file (bytes)",
+            description="ad_assets skips (and counts) image and thumbnail files larger than this; they are "
+            "tried again on the next run.",
+        ),
+        th.Property(
+            "check_token",
+            th.BooleanType,
+            default=True,
+            title="Check the token at start",
+            description="Before extracting, inspect the access token (debug_token: expiry, scopes) and check that "
+            "it sees every configured account; a token that cannot work stops the run with one line.",
+        ),
+        th.Property(
+            "token_expiry_warning_days",
+            th.IntegerType(minimum=0),
+            default=7,
+            title="Token expiry warning (days)",
+            description="At start the tap inspects the access token (debug_token) and warns when it or the app's "
+            "data access expires in fewer days than this.",
+        ),
+        th.Property(
             "insights_job_attempts",
             th.IntegerType(minimum=1),
             default=3,
@@ -310,6 +335,10 @@ class TapMetaAds(Tap):
         self.monitor = TapMetaAds.last_monitor = RunMonitor()
         self.account_zones = AccountZones()  # each account's time zone, read once per run (insights)
         super().__init__(*args, **kwargs)
+        # Before the first stream reads anything (``Tap.sync_all`` is final in the SDK, so the streams call it):
+        # a token that cannot work stops the run with one line before any extraction.
+        if self.config.get("check_token", True):
+            self.monitor.preflight = TokenHealth(dict(self.config), self.logger, self.monitor).check
         token, app_secret = self.config.get("access_token") or "", self.config.get("app_secret")
         redact.install([token, app_secret or "", appsecret_proof(token, app_secret) or ""])
         self.monitor.fail_on_account_error = self.config.get("on_account_error", "fail") != "skip"

@@ -8,6 +8,7 @@ kill -9 with resume from the saved cursor, and no request to a stream that is no
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -38,17 +39,42 @@ DEFAULT_VIEW: dict[str, list[str] | None] = {
     "adimages": ["ACTIVE", "INTERNAL"],
     "advideos": None,
     "customconversions": None,
+    # issue 21: the rest of the account (edges without a status parameter: what they list by default)
+    "activities": None,
+    "custom_audiences": None,
+    "saved_audiences": None,
+    "ads_pixels": None,
+    "adrules": None,
+    "adlabels": None,
 }
+#: Streams named otherwise than their edge (the sandbox's truth and routes are by edge).
+EDGE_OF = {"custom_audiences": "customaudiences", "ads_pixels": "adspixels", "adrules": "adrules_library"}
 EDGE_STREAMS = sorted(DEFAULT_VIEW)
 NEW_STREAMS = [*EDGE_STREAMS, "adaccounts"]
+#: The fields an activity's key hashes, after ``account_id`` (docs/account-backup.md says why these).
+ACTIVITY_IDENTITY = ("event_time", "event_type", "object_id", "actor_id", "application_id", "extra_data")
 INCREMENTAL = ["adimages", "adsets", "advideos", "campaigns"]
 WITH_DELETED = ["adcreatives", "adimages", "adsets", "campaigns"]
 #: Pages small enough that every stream has several per account (kill and resume need a cursor to save).
-PAGE_SIZES = {"adsets": 20, "campaigns": 5, "adcreatives": 50, "adimages": 10, "advideos": 5, "customconversions": 2}
+PAGE_SIZES = {"adsets": 20, "campaigns": 5, "adcreatives": 50, "adimages": 10, "advideos": 5, "customconversions": 2,
+              "activities": 10, "custom_audiences": 2, "saved_audiences": 2, "ads_pixels": 1, "adrules": 1,
+              "adlabels": 5}  # fmt: skip
+#: Streams with enough records for this test's random kills to let a run finish (a full-table stream reads
+#: its finished accounts again, and the kill comes within half the records): the small issue-21 streams are
+#: killed and resumed in tests/test_account_backup.py instead.
+KILLABLE = [s for s in EDGE_STREAMS if s not in ("ads_pixels", "adrules", "custom_audiences", "saved_audiences")]
+
+
+def activity_key(account_id: str, row: dict) -> str:
+    """An activity's key as the docs define it: SHA-256 of the JSON list of account id and identity fields."""
+    values = [account_id, *(row.get(name) for name in ACTIVITY_IDENTITY)]
+    return hashlib.sha256(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
 
 
 def key_of(stream: str, record: dict) -> tuple[str, ...]:
     """The stream's primary key, as the tap's catalog declares it."""
+    if stream == "activities":
+        return (record["account_id"], record["activity_key"])
     return (record["account_id"], record["hash"]) if stream == "adimages" else (record["id"],)
 
 
@@ -59,8 +85,10 @@ def truth(sandbox, stream: str, statuses: list[str] | None = None) -> dict[tuple
     view = statuses if statuses is not None else DEFAULT_VIEW[stream]
     rows = {}
     for acct in ACCOUNTS:
-        for row in sandbox.visible(stream, acct, view):
+        for row in sandbox.visible(EDGE_OF.get(stream, stream), acct, view):
             row.setdefault("account_id", acct)  # videos have no account_id field: the tap adds the partition's
+            if stream == "activities":
+                row["activity_key"] = activity_key(acct, row)
             rows[key_of(stream, row)] = row
     return rows
 
@@ -105,7 +133,7 @@ def test_full_sync_every_visible_object_exactly_once_with_account_id(make_sandbo
     if stream == "customconversions":
         assert {r["is_archived"] for r in records(run, stream)} == {True, False}
     # only this stream's edge was asked (the account node answers ``adaccounts``)
-    assert set(sandbox.stats()["by_route"]) == {"node" if stream == "adaccounts" else stream}
+    assert set(sandbox.stats()["by_route"]) == {"node" if stream == "adaccounts" else EDGE_OF.get(stream, stream)}
     assert sandbox.stats()["token_in_url"] == 0
 
 
@@ -190,7 +218,7 @@ def test_a_mix_of_faults_is_survived_with_no_loss_and_no_duplicates(make_sandbox
     assert run.summary()["requests"] == stats["requests"]
 
 
-@pytest.mark.parametrize("stream", EDGE_STREAMS)
+@pytest.mark.parametrize("stream", KILLABLE)
 def test_kill_minus_nine_and_resume_until_done(make_sandbox, stream):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     every, page_size = 1, PAGE_SIZES[stream]

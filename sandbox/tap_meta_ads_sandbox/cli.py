@@ -134,6 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     data = p.add_argument_group("data")
     data.add_argument("--seed", type=int, default=_env("SEED", "42"), help="data seed (default %(default)s)")
     data.add_argument(
+        "--incomplete-creative-every",
+        type=int,
+        default=_env("INCOMPLETE_CREATIVE_EVERY", "0"),
+        help="every N-th creative is 'Ad Creative Is Incomplete' (100/2446289) for any request beyond its id "
+        "(default 0: none)",
+    )
+    data.add_argument(
+        "--heavy-rule-every",
+        type=int,
+        default=_env("HEAVY_RULE_EVERY", "0"),
+        help="every N-th custom audience's rule fails any page asking for it as too much data (default 0: none)",
+    )
+    data.add_argument(
+        "--asset-url-ttl-seconds",
+        type=float,
+        default=_env("ASSET_URL_TTL_SECONDS", str(20 * 365 * 86400)),
+        help="image and thumbnail URLs expire (HTTP 403) this long after the object last changed (default %(default)s)",
+    )
+    data.add_argument(
         "--accounts",
         type=parse_accounts,
         default=_env("ACCOUNTS", "1001:3000,1002:2500"),
@@ -274,6 +293,9 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         cursor_ttl_seconds=args.cursor_ttl_seconds,
         max_limit=args.max_limit,
         gzip=args.gzip,
+        incomplete_creative_every=args.incomplete_creative_every,
+        heavy_rule_every=args.heavy_rule_every,
+        asset_url_ttl_seconds=args.asset_url_ttl_seconds,
     )
 
 

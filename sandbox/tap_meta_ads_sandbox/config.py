@@ -67,6 +67,17 @@ class SandboxConfig:
     businesses: Mapping[str, Mapping[str, tuple[str, ...] | list[str]]] = field(default_factory=dict)
     #: Meta's ``account_status`` code of each account in the listings (absent: 1, ACTIVE).
     account_statuses: Mapping[str, int] = field(default_factory=dict)
+    #: Every N-th creative is "incomplete" (its post was deleted): Meta answers 100/2446289 for any request
+    #: that asks it for more than its id, a page that holds it included (0: none).
+    incomplete_creative_every: int = 0
+    #: Every N-th custom audience has a ``rule`` Meta cannot serve: pages asking for it fail "reduce the
+    #: amount of data" whatever their size (0: none).
+    heavy_rule_every: int = 0
+    #: How long a signed image or thumbnail URL stays valid after the object last changed (``files.py``).
+    asset_url_ttl_seconds: float = 20 * 365 * 86400.0
+    #: What ``debug_token`` knows of each token, and what the token may do (``tokens.py``): token -> profile
+    #: (keys of :class:`~tap_meta_ads_sandbox.tokens.TokenProfile`). A token named here is accepted too.
+    token_profiles: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Reject impossible settings with a one-line reason (ValueError, TypeError for a wrong type)."""
@@ -133,6 +144,9 @@ class SandboxConfig:
             (self.idle_timeout_seconds is None or self.idle_timeout_seconds > 0, "idle_timeout_seconds must be > 0"),
             (self.cursor_ttl_seconds is None or self.cursor_ttl_seconds > 0, "cursor_ttl_seconds must be > 0"),
             (self.max_limit >= 1, "max_limit must be >= 1"),
+            (self.incomplete_creative_every >= 0, "incomplete_creative_every must be >= 0"),
+            (self.heavy_rule_every >= 0, "heavy_rule_every must be >= 0"),
+            (self.asset_url_ttl_seconds > 0, "asset_url_ttl_seconds must be > 0"),
         )
         for ok, message in checks:
             if not ok:

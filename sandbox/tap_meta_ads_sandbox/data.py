@@ -32,7 +32,12 @@ KIND_PIXEL = 5
 KIND_IMAGE = 6
 KIND_VIDEO = 7
 KIND_CUSTOM_CONVERSION = 8
-KIND_MAX = KIND_CUSTOM_CONVERSION
+KIND_CUSTOM_AUDIENCE = 9
+# Kinds from 10 on are written with the prefix "13" and their last digit (see object_id).
+KIND_SAVED_AUDIENCE = 10
+KIND_AD_RULE = 11
+KIND_ACTIVITY = 12  # activities have no id; the kind only keys their hashes
+KIND_MAX = KIND_ACTIVITY
 
 # The hierarchy is derived from the ad index: these many ads per ad set, ad sets per campaign.
 ADS_PER_ADSET = 6
@@ -271,10 +276,12 @@ def mix64(x: int) -> int:
 def object_id(kind: int, account_id: str, index: int) -> str:
     """Return the digit-string id of object ``index`` of ``kind`` in ``account_id``.
 
-    Layout ``12 K LL <account digits> <index, 9 digits>`` (18 digits for a 4-digit account): globally
-    unique, because the account id is embedded with its length, and decodable by :func:`parse_object_id`.
+    Layout ``1F K LL <account digits> <index, 9 digits>`` (18 digits for a 4-digit account), ``F`` being 2 for
+    kinds 0-9 and 3 for kinds 10-19 (``K`` their last digit): globally unique, because the account id is
+    embedded with its length, and decodable by :func:`parse_object_id`.
     """
-    return f"12{kind}{len(account_id):02d}{account_id}{index:09d}"
+    family, digit = divmod(kind, 10)
+    return f"1{2 + family}{digit}{len(account_id):02d}{account_id}{index:09d}"
 
 
 _INDEX_DIGITS = 9
@@ -283,9 +290,9 @@ _MIN_ID_LEN = 5 + 1 + _INDEX_DIGITS
 
 def parse_object_id(oid: str) -> tuple[int, str, int] | None:
     """Invert :func:`object_id`; ``None`` for anything the sandbox did not generate."""
-    if not oid.isdigit() or len(oid) < _MIN_ID_LEN or not oid.startswith("12"):
+    if not oid.isdigit() or len(oid) < _MIN_ID_LEN or oid[:2] not in ("12", "13"):
         return None
-    kind = int(oid[2])
+    kind = 10 * (int(oid[1]) - 2) + int(oid[2])
     n = int(oid[3:5])
     account = oid[5 : 5 + n]
     rest = oid[5 + n :]
@@ -372,6 +379,10 @@ class IndexedCollection:
     #: Statuses of objects that are neither archived nor deleted: cumulative thresholds and their statuses.
     live_thresholds: tuple[float, ...] = _LIVE_THRESHOLDS
     live_statuses: tuple[str, ...] = _LIVE_STATUSES
+    #: Whether the edge takes Meta's time-range parameters ``since``/``until`` (on ``updated_epoch``).
+    time_params: bool = False
+    #: Whether some objects cannot be served with some fields (see :meth:`refusal`): checked per page only then.
+    may_refuse: bool = False
 
     def __init__(
         self,
@@ -488,6 +499,10 @@ class IndexedCollection:
     def members(self, index: int) -> dict[str, str]:
         """The object as ``{field: JSON member text}`` (``""`` when it has no value): pages are joined from these."""
         raise NotImplementedError
+
+    def refusal(self, index: int, fields: tuple[str, ...]) -> Exception | None:
+        """The error Meta answers when object ``index`` is asked for with ``fields`` (``None``: it is served)."""
+        return None
 
     def iter_visible(self, statuses: frozenset[str]) -> Iterator[int]:
         """Indexes (in edge order) whose status is in ``statuses``."""

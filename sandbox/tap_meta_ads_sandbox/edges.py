@@ -28,6 +28,14 @@ class Collection(Protocol):
     #: Every status value, and the ones listed when none is asked for.
     statuses: tuple[str, ...]
     default_visible: frozenset[str]
+    #: Whether the edge takes ``since``/``until``; whether some objects fail with some fields (``refusal``).
+    time_params: bool
+    may_refuse: bool
+    account_id: str
+
+    def refusal(self, index: int, fields: tuple[str, ...]) -> Exception | None:
+        """Meta's error for object ``index`` asked with ``fields``, or ``None``."""
+        ...
 
     @property
     def count(self) -> int:

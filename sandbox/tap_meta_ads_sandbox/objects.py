@@ -54,6 +54,8 @@ from tap_meta_ads_sandbox.data import (
     object_id,
     page_id_of,
 )
+from tap_meta_ads_sandbox.errors import GraphError
+from tap_meta_ads_sandbox.files import MIME_TYPES, Cdn, file_bytes, image_path, thumbnail_path
 
 _ISSUE = {
     "level": "CAMPAIGN",
@@ -66,6 +68,8 @@ _OBJECTIVES = ("OUTCOME_SALES", "OUTCOME_TRAFFIC", "OUTCOME_LEADS", "OUTCOME_AWA
 _BID_STRATEGIES = ("LOWEST_COST_WITHOUT_CAP", "COST_CAP", "LOWEST_COST_WITH_BID_CAP")
 _OPTIMIZATION_GOALS = ("OFFSITE_CONVERSIONS", "LINK_CLICKS", "REACH", "LANDING_PAGE_VIEWS", "IMPRESSIONS")
 _CALL_TO_ACTIONS = ("SHOP_NOW", "LEARN_MORE", "SIGN_UP", "DOWNLOAD", "GET_OFFER")
+#: Meta's subcode for a creative it cannot serve ("Ad Creative Is Incomplete").
+INCOMPLETE_CREATIVE_SUBCODE = 2446289
 _EVENT_TYPES = ("PURCHASE", "LEAD", "ADD_TO_CART", "COMPLETE_REGISTRATION", "OTHER")
 
 
@@ -406,18 +410,57 @@ class CreativeCollection(GeneratedCollection):
     archived_status = None
     live_thresholds, live_statuses = _split(((0.92, "ACTIVE"), (0.96, "IN_PROCESS"), (1.01, "WITH_ISSUES")))
 
-    def __init__(self, *args: Any, images: ImageCollection, videos: int) -> None:  # noqa: ANN401 - IndexedCollection's
+    def __init__(
+        self,
+        *args: Any,  # noqa: ANN401 - IndexedCollection's signature
+        images: ImageCollection,
+        videos: int,
+        cdn: Cdn,
+        incomplete_every: int = 0,
+    ) -> None:
         super().__init__(*args)
         self.images = images
         self.image_count = images.base_count
         self.video_count = videos
         self.page_id = page_id_of(self._account_key)
+        self.cdn = cdn
+        self.incomplete_every = incomplete_every
+        self.may_refuse = incomplete_every > 0
+
+    def is_incomplete(self, index: int) -> bool:
+        """Whether Meta cannot serve this creative (its post is gone): every ``incomplete_every``-th one."""
+        return self.incomplete_every > 0 and index % self.incomplete_every == self.incomplete_every - 1
+
+    def refusal(self, index: int, fields: tuple[str, ...]) -> Exception | None:
+        """An incomplete creative fails any request for more than its id, the page it is on included.
+
+        Meta's answer, as public connectors logged it (airbytehq/airbyte#65944, #66027): HTTP 400, code 100,
+        subcode 2446289, "Ad Creative Is Incomplete", seen after the creative's post was deleted.
+        """
+        if not self.is_incomplete(index) or fields == ("id",):
+            return None
+        return GraphError(
+            400,
+            100,
+            "Invalid parameter",
+            subcode=INCOMPLETE_CREATIVE_SUBCODE,
+            is_transient=False,
+            user_title="Ad Creative Is Incomplete",
+            user_msg="The post you selected for your ad is not available. It could be deleted or you might not "
+            "have permissions to see it. Please check your ad creative and try again.",
+        )
+
+    def thumbnail_file(self, index: int) -> tuple[bytes, str]:
+        """The thumbnail's bytes and MIME type."""
+        h = self._h(index, 7)
+        return file_bytes(h, 400 + h % 3000, "png"), MIME_TYPES["png"]
 
     def build(self, index: int, status: str, created: int, updated: int, revision: int) -> dict[str, Any]:
         """One creative: an image (or video) link ad with the asset feed and features Meta fills in."""
         h = self._h(index, 4)
         theme = _THEMES[(index // (ADS_PER_ADSET * ADSETS_PER_CAMPAIGN)) % len(_THEMES)]
-        image_hash = self.images.hash_of(index % self.image_count) if self.image_count else None
+        image_index = index % self.image_count if self.image_count else None
+        image_hash = self.images.hash_of(image_index) if image_index is not None else None
         video_id = (
             object_id(KIND_VIDEO, self.account_id, index % self.video_count)
             if self.video_count and index % 7 == 0
@@ -427,7 +470,7 @@ class CreativeCollection(GeneratedCollection):
         cta = _CALL_TO_ACTIONS[h % len(_CALL_TO_ACTIONS)]
         title = self._name(f"{theme}: {h % 90 + 10}% off", revision)
         body = f"{theme} offer number {index + 1}. Free shipping over 50, returns within 30 days."
-        image_url = f"https://scontent.example.net/v/t45.1600-4/{h:x}_n.jpg"
+        image_url = self.images.file_url(image_index) if image_index is not None else None
         story: dict[str, Any]
         if video_id:
             story = {
@@ -476,7 +519,7 @@ class CreativeCollection(GeneratedCollection):
             "body": body,
             "image_hash": image_hash,
             "image_url": image_url,
-            "thumbnail_url": f"https://external.example.net/safe_image.php?d={h >> 16:x}&w=64&h=64",
+            "thumbnail_url": self.cdn.url(thumbnail_path(self.id_of(index)), updated),
             "video_id": video_id,
             "link_url": link,
             "call_to_action_type": cta,
@@ -533,6 +576,19 @@ class ImageCollection(GeneratedCollection):
     archived_status = None
     live_thresholds, live_statuses = _split(((0.93, "ACTIVE"), (1.01, "INTERNAL")))
 
+    def __init__(self, *args: Any, cdn: Cdn) -> None:  # noqa: ANN401 - IndexedCollection's signature
+        super().__init__(*args)
+        self.cdn = cdn
+
+    def file_url(self, index: int) -> str:
+        """The image's signed CDN URL (it expires ``cdn.ttl_seconds`` after the image last changed)."""
+        return self.cdn.url(image_path(self.hash_of(index), self.account_id), self.updated_epoch(index))
+
+    def file(self, index: int) -> tuple[bytes, str]:
+        """The image's bytes and MIME type."""
+        h = self._h(index, 7)
+        return file_bytes(h, 2000 + h % 60000, "jpg"), MIME_TYPES["jpg"]
+
     def hash_of(self, index: int) -> str:
         """A 32-hex-digit hash that encodes the index in its second half, so ids can be decoded."""
         return f"{mix64(self._key ^ index):016x}{index:016x}"
@@ -567,7 +623,7 @@ class ImageCollection(GeneratedCollection):
             "height": height,
             "original_width": width * 2,
             "original_height": height * 2,
-            "url": f"https://scontent.example.net/v/t45.1600-4/{image_hash}_n.jpg",
+            "url": self.file_url(index),
             "url_128": f"https://scontent.example.net/v/t45.1600-4/s128x128/{image_hash}_n.jpg",
             "permalink_url": f"https://www.facebook.com/ads/image/?d={image_hash}",
             "creatives": [object_id(KIND_CREATIVE, self.account_id, index)] if (h >> 8) % 4 else [],

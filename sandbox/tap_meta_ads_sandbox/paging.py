@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +138,18 @@ def _epoch(value: object, field: str) -> int:
     raise invalid_parameter(f"(#100) Filtering value for {field} must be a Unix timestamp")
 
 
+def _time_param(value: str, name: str) -> int:
+    """``since``/``until``: a Unix time, or a ``YYYY-MM-DD`` date (UTC midnight), as Meta's strtotime takes."""
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise invalid_parameter(f"(#100) param {name} must be a Unix timestamp or a date") from None
+    return int(datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc).timestamp())
+
+
 def _json_param(params: dict[str, str], name: str) -> object:
     try:
         return json.loads(params[name])
@@ -178,6 +191,19 @@ class _Filters:
         else:
             raise invalid_parameter(f"(#100) Filtering field {field!r} with operation {op!r} is not supported")
 
+    def add_time_range(self, params: dict[str, str], coll: Collection, edge: str) -> None:
+        """Fold ``since``/``until`` in (both ends inclusive: Meta's reference does not say); code 100 elsewhere."""
+        for name in ("since", "until"):
+            if name not in params:
+                continue
+            if not coll.time_params:
+                raise invalid_parameter(f"(#100) param {name} is not supported on edge {edge}")
+            epoch = _time_param(params[name], name)
+            if name == "since":  # the matcher's interval is open
+                self.gt = epoch - 1 if self.gt is None else max(self.gt, epoch - 1)
+            else:
+                self.lt = epoch + 1 if self.lt is None else min(self.lt, epoch + 1)
+
 
 def parse_query(
     params: dict[str, str],
@@ -207,6 +233,7 @@ def parse_query(
             raise invalid_parameter("(#100) param filtering must be an array.")
         for clause in clauses:
             filters.add(clause, coll)
+    filters.add_time_range(params, coll, edge)
     # The effective_status param or an IN clause lifts Meta's default (no ARCHIVED, no DELETED).
     if statuses is None:
         statuses = frozenset(coll.statuses) if filters.include is not None else coll.default_visible

@@ -46,11 +46,14 @@ from tap_meta_ads_sandbox.faults import (
     graph_error_for,
     throttle_error,
 )
+from tap_meta_ads_sandbox.files import CDN_PREFIX, IMAGE_DIR, THUMBNAIL_DIR, Cdn
 from tap_meta_ads_sandbox.insights import InsightsService
 from tap_meta_ads_sandbox.listings import is_listing, listing_ids, listing_page
+from tap_meta_ads_sandbox.objects import CreativeCollection, ImageCollection
 from tap_meta_ads_sandbox.paging import Cursor, EdgeQuery, parse_fields, parse_query, select_page
 from tap_meta_ads_sandbox.stats import Stats
-from tap_meta_ads_sandbox.store import DataStore
+from tap_meta_ads_sandbox.store import DataStore, Quirks
+from tap_meta_ads_sandbox.tokens import TokenProfile, Tokens
 from tap_meta_ads_sandbox.usage import RateLimiter, VirtualClock
 
 _GRAPH_PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<node>[^/]+)(?:/(?P<edge>[^/]+))?/?$")
@@ -132,8 +135,24 @@ class SandboxApp:
         self.config = config
         self.clock = VirtualClock()
         self.store = DataStore(
-            config.seed, dict(config.accounts), config.archived_ratio, config.deleted_ratio, dict(config.time_zones)
+            config.seed,
+            dict(config.accounts),
+            config.archived_ratio,
+            config.deleted_ratio,
+            dict(config.time_zones),
+            cdn=Cdn(config.seed, config.asset_url_ttl_seconds),
+            quirks=Quirks(config.incomplete_creative_every, config.heavy_rule_every),
         )
+        self.tokens = Tokens(
+            self.clock.now(),
+            config.tokens,
+            {t: TokenProfile.from_mapping(dict(p)) for t, p in config.token_profiles.items()},
+        )
+        #: Every request the CDN answered: (path, HTTP status, whether it carried an Authorization header).
+        self.cdn_log: list[dict[str, Any]] = []
+        #: HTTP statuses the CDN answers its next requests with instead of the file (a transient fault plan).
+        self.cdn_faults: list[int] = []
+        self._cdn_lock = threading.Lock()
         self.limiter = RateLimiter(
             config.rate_window_seconds,
             config.account_budget,
@@ -168,6 +187,10 @@ class SandboxApp:
             route = m["edge"] or "node"
             acct = _ACCOUNT_NODE.match(m["node"])
             account_id = acct["id"] if acct and acct["id"] in self.store.ads else None
+            if m["node"] == "debug_token":
+                route = "debug_token"
+            elif acct is None and (found := self.store.object_at(m["node"])) is not None:
+                route, account_id = "object", found[0].account_id
             if self.insights.owns(method, m["node"], m["edge"]):
                 route, account_id = self.insights.route(method, m["node"], m["edge"])
         _, rule = self.injector.next_request(account_id)
@@ -225,10 +248,17 @@ class SandboxApp:
         token = self._authenticate(req.params, req.headers)
         if is_listing(m["node"], m["edge"], self.config.businesses):
             return self._serve_listing(req, m, token)
+        if m["node"] == "debug_token" and m["edge"] is None:
+            doc = self.tokens.debug(token, req.params.get("input_token"), self.clock.now())
+            return json_reply(200, doc, {"facebook-api-version": m["version"]}), 0
         acct = _ACCOUNT_NODE.match(m["node"])
+        found = self.store.object_at(m["node"]) if acct is None and m["edge"] is None else None
+        if found is not None:
+            return self._serve_object(req, found[0], found[1], version=m["version"], token=token, usage=usage)
         if acct is None or acct["id"] not in self.store.ads:
             raise unsupported_get(m["node"])
         account_id = acct["id"]
+        self.tokens.check_use(token, self.clock.now(), account_id)
         edge = EDGES.get(m["edge"] or "")
         if edge is None and m["edge"] is not None:
             raise invalid_parameter(f"(#100) Tried accessing nonexisting field ({m['edge']}) on node type (AdAccount)")
@@ -282,20 +312,38 @@ class SandboxApp:
         """Insights requests (report runs and their rows) are answered by ``insights.py``."""
         if not _VERSION.match(m["version"]):
             raise GraphError(400, 2635, f"(#2635) Unknown or unsupported API version {m['version']}")
-        self._authenticate(req.params, req.headers)
+        token = self._authenticate(req.params, req.headers)
+        self.tokens.check_use(token, self.clock.now(), req.account_id)
         url = f"http://{req.host}{req.path}"
         status, doc, headers, rows = self.insights.serve(req.method, m["node"], m["edge"], req.params, url)
         return json_reply(status, doc, {**headers, "facebook-api-version": m["version"]}), rows
 
+    def _serve_object(
+        self, req: _GraphRequest, coll: Collection, index: int, *, version: str, token: str, usage: dict[str, str]
+    ) -> tuple[Reply, int]:
+        """``GET /{object_id}``: one object of an account's edge, with the asked fields (Meta's node read)."""
+        self.tokens.check_use(token, self.clock.now(), coll.account_id)
+        decision = self.limiter.call(coll.account_id, self.clock.now())
+        usage.update(decision.headers)
+        if decision.throttled:
+            err = throttle_error(decision.code, decision.subcode)
+            return json_reply(err.status, err.body(), usage), -1
+        fields = parse_fields(req.params.get("fields"), coll)
+        if coll.may_refuse and (refused := coll.refusal(index, fields)) is not None:
+            raise refused
+        members = coll.members(index)
+        body = "{" + ",".join(filter(None, (members[f] for f in fields))) + "}"
+        return Reply(200, [body.encode()], {**usage, "facebook-api-version": version}), 1
+
     def _authenticate(self, params: dict[str, str], headers: dict[str, str]) -> str:
-        """Token from the ``access_token`` param or the Authorization header, then the appsecret_proof; the token."""
+        """Token from the ``access_token`` param or the Authorization header, then the appsecret_proof."""
         token = params.get("access_token")
         if token is None:
             auth = headers.get("authorization", "")
             scheme, _, value = auth.partition(" ")
             if scheme.lower() in ("bearer", "oauth"):
                 token = value.strip()
-        if not token or token not in self.config.tokens:
+        if not token or not self.tokens.known(token):
             raise invalid_token()
         secret = self.config.app_secret
         if secret is None:
@@ -352,6 +400,11 @@ class SandboxApp:
     ) -> tuple[list[bytes], int]:
         """Serialise one page (in chunks): rows projected to the asked fields, cursors, the full ``next`` URL."""
         page = select_page(coll, query, self.config.empty_page_every)
+        if coll.may_refuse:  # an object Meta cannot serve with these fields fails the whole page
+            for i in page.positions:
+                refused = coll.refusal(i, query.fields)
+                if refused is not None:
+                    raise refused
         paging: dict[str, Any] = {}
         after = Cursor(edge, account_id, page.next_position, page.page, now).encode()
         if page.positions:
@@ -405,6 +458,59 @@ class SandboxApp:
         if kind == "slow":
             reply.wait_seconds = plan.slow_seconds
         return reply
+
+    # ----------------------------------------------------------------- the CDN (files.py)
+
+    def cdn(self, target: str, headers: dict[str, str]) -> Reply:
+        """A file behind a signed image or thumbnail URL; 403 for an expired or forged signature, as Meta's CDN."""
+        split = urlsplit(target)
+        path = split.path[len(CDN_PREFIX) :]
+        query = dict(parse_qsl(split.query))
+        found = self._cdn_file(path)
+        with self._cdn_lock:
+            fault = self.cdn_faults.pop(0) if self.cdn_faults else None
+        if fault is not None:
+            reply = Reply(fault, [f"<html><body>{fault}</body></html>".encode()], content_type=HTML_TYPE)
+        elif found is None:
+            reply = Reply(404, [b"Not Found"], content_type="text/plain")
+        elif (refused := self.store.cdn.check(path, query.get("oh"), query.get("oe"), self.clock.now())) is not None:
+            reply = Reply(403, [refused.encode()], content_type="text/plain")
+        else:
+            content, mime = found
+            reply = Reply(200, [content], {"Cache-Control": "max-age=1209600, no-transform"}, content_type=mime)
+        with self._cdn_lock:
+            self.cdn_log.append({"path": path, "status": reply.status, "authorization": "authorization" in headers})
+        return reply
+
+    def _cdn_file(self, path: str) -> tuple[bytes, str] | None:
+        """The bytes and MIME type at a CDN path, or ``None``."""
+        directory, _, name = path.rpartition("/")
+        if directory == IMAGE_DIR and name.endswith("_n.jpg"):
+            image_hash, _, account_id = name.removesuffix("_n.jpg").partition("_")
+            images = self.store.edges["adimages"].get(account_id)
+            index = images.index_of(image_hash) if isinstance(images, ImageCollection) else None
+            return images.file(index) if isinstance(images, ImageCollection) and index is not None else None
+        if directory == THUMBNAIL_DIR and name.endswith("_thumb_n.png"):
+            found = self.store.object_at(name.removesuffix("_thumb_n.png"))
+            if found is not None and isinstance(found[0], CreativeCollection):
+                return found[0].thumbnail_file(found[1])
+        return None
+
+    def asset_files(self, account_id: str) -> dict[str, tuple[bytes, str]]:
+        """Ground truth: every file an account's listed images and creatives show, by URL without query string."""
+        files: dict[str, tuple[bytes, str]] = {}
+        images = self.store.collection("adimages", account_id)
+        creatives = self.store.collection("adcreatives", account_id)
+        for coll, fields in ((images, ("url",)), (creatives, ("image_url", "thumbnail_url"))):
+            for index in coll.iter_visible(coll.default_visible - {"DELETED"}):
+                row = coll.row(index)
+                for name in fields:
+                    if row.get(name):
+                        url = row[name].split("?", 1)[0]
+                        found = self._cdn_file(urlsplit(url).path[len(CDN_PREFIX) :])
+                        if found is not None:
+                            files[url] = found
+        return files
 
     # ----------------------------------------------------------------- Python / control API
 
@@ -508,8 +614,29 @@ class SandboxApp:
             ("GET", "/_sandbox/config"): lambda _: self.limiter.settings(),
             ("POST", "/_sandbox/config"): self._control_config,
             ("GET", "/_sandbox/insights"): lambda _: self.insights.describe(),
+            ("POST", "/_sandbox/tokens"): self._control_tokens,
+            ("GET", "/_sandbox/cdn"): lambda _: {"requests": list(self.cdn_log)},
+            ("POST", "/_sandbox/cdn"): self._control_cdn,
             ("POST", "/_sandbox/insights"): self.insights.control,
         }
+
+    def _control_tokens(self, doc: dict[str, Any]) -> object:
+        """``{"token": "...", ...profile}``: add or replace a token (see ``tokens.py``)."""
+        token = doc.pop("token", None)
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        self.tokens.set(token, TokenProfile.from_mapping(doc), self.clock.now())
+        return {"ok": True}
+
+    def _control_cdn(self, doc: dict[str, Any]) -> object:
+        """``{"fail_next": [503, ...]}``: the CDN's next answers are these statuses."""
+        _only_keys(doc, {"fail_next"})
+        statuses = doc.get("fail_next", [])
+        if not isinstance(statuses, list) or not all(isinstance(v, int) and 400 <= v <= 599 for v in statuses):  # noqa: PLR2004
+            raise ValueError("fail_next must be a list of HTTP error statuses")
+        with self._cdn_lock:
+            self.cdn_faults[:] = statuses
+        return {"fail_next": statuses}
 
     def _control_stats_reset(self, doc: dict[str, Any]) -> object:
         _only_keys(doc, set())
@@ -557,6 +684,14 @@ class SandboxApp:
             return self.account(account_id)
         if edge == "insights":
             return {"data": self.insights.truth(account_id, dict(parse_qsl(query)))}
+        if edge == "files":  # the files behind the account's image and thumbnail URLs (files.py)
+            files = self.asset_files(account_id)
+            return {
+                "data": [
+                    {"url": url, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content), "mime_type": mime}
+                    for url, (content, mime) in files.items()
+                ]
+            }
         qs = dict(parse_qsl(query))
         statuses = None
         if "effective_status" in qs:
@@ -695,6 +830,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.path.startswith("/_sandbox/"):
                 reply = app.control(method, self.path, body)
+            elif self.path.startswith(CDN_PREFIX):
+                reply = app.cdn(self.path, {k.lower(): v for k, v in self.headers.items()})
             else:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
@@ -778,6 +915,7 @@ class SandboxServer:
         self.app = SandboxApp(config or SandboxConfig())
         self._httpd = _HTTPServer((host, port), self.app, tls)
         self._thread: threading.Thread | None = None
+        self.app.store.cdn.base = self.url  # image and thumbnail URLs point at this server's /_cdn/
 
     @property
     def host(self) -> str:
@@ -920,3 +1058,19 @@ class SandboxServer:
     def account(self, account_id: str) -> dict[str, Any]:
         """Ground truth: the ad account node (``GET /act_{id}``) with every field."""
         return self.app.account(account_id)
+
+    def asset_files(self, account_id: str) -> dict[str, tuple[bytes, str]]:
+        """Ground truth: the files of an account's images and creatives, by URL without query string."""
+        return self.app.asset_files(account_id)
+
+    def set_token(self, token: str, **profile: object) -> None:
+        """Add or replace a token with a profile (``tokens.TokenProfile`` fields), as ``POST /_sandbox/tokens``."""
+        self.app.tokens.set(token, TokenProfile.from_mapping(profile), self.app.clock.now())
+
+    def fail_cdn(self, *statuses: int) -> None:
+        """The CDN's next answers are these HTTP statuses (then files again)."""
+        self.app.cdn_faults[:] = list(statuses)
+
+    def cdn_requests(self) -> list[dict[str, Any]]:
+        """Every request the CDN answered: path, status, whether it carried an Authorization header."""
+        return list(self.app.cdn_log)

@@ -12,6 +12,7 @@ import math
 import random
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from tap_meta_ads_sandbox.data import (
     ADS_PER_ADSET,
@@ -21,6 +22,16 @@ from tap_meta_ads_sandbox.data import (
     IndexedCollection,
     MutationResult,
     mix64,
+    parse_object_id,
+)
+from tap_meta_ads_sandbox.files import Cdn
+from tap_meta_ads_sandbox.library import (
+    ActivityCollection,
+    AdLabelCollection,
+    AdRuleCollection,
+    CustomAudienceCollection,
+    PixelCollection,
+    SavedAudienceCollection,
 )
 from tap_meta_ads_sandbox.objects import (
     ZONE_OFFSETS,
@@ -34,7 +45,21 @@ from tap_meta_ads_sandbox.objects import (
 )
 
 #: The edges of an ad account the sandbox serves, in the order a client would usually read them.
-EDGE_NAMES = ("ads", "adsets", "campaigns", "adcreatives", "adimages", "advideos", "customconversions")
+EDGE_NAMES = (
+    "ads",
+    "adsets",
+    "campaigns",
+    "adcreatives",
+    "adimages",
+    "advideos",
+    "customconversions",
+    "activities",
+    "customaudiences",
+    "saved_audiences",
+    "adspixels",
+    "adrules_library",
+    "adlabels",
+)
 #: Child edge -> (parent edge, children per parent): creating a child creates its parent when missing.
 PARENTS: dict[str, tuple[tuple[str, int], ...]] = {
     "ads": (("adsets", ADS_PER_ADSET), ("adcreatives", 1)),
@@ -42,23 +67,44 @@ PARENTS: dict[str, tuple[tuple[str, int], ...]] = {
 }
 
 
-def _build_account(
-    seed: int, account_id: str, ads: int, archived_ratio: float, deleted_ratio: float
+@dataclass(frozen=True)
+class Quirks:
+    """Objects Meta cannot serve whole, by edge (0: none): see ``CreativeCollection`` and ``library.py``."""
+
+    incomplete_creative_every: int = 0
+    heavy_rule_every: int = 0
+
+
+def _build_account(  # noqa: PLR0917 - an account's whole make-up
+    seed: int, account_id: str, ads: int, archived_ratio: float, deleted_ratio: float, cdn: Cdn, quirks: Quirks
 ) -> tuple[dict[str, IndexedCollection], AccountNode]:
     """One account's collections, sized from its ads."""
     args = (seed, account_id)
     ratios = (archived_ratio, deleted_ratio)
     adsets = math.ceil(ads / ADS_PER_ADSET)
-    images = ImageCollection(*args, math.ceil(ads / 10), *ratios)
+    campaigns = math.ceil(adsets / ADSETS_PER_CAMPAIGN)
+    images = ImageCollection(*args, math.ceil(ads / 10), *ratios, cdn=cdn)
     videos = VideoCollection(*args, math.ceil(ads / 30), *ratios)
+    creatives = CreativeCollection(
+        *args, ads, *ratios, images=images, videos=videos.base_count, cdn=cdn,
+        incomplete_every=quirks.incomplete_creative_every,
+    )  # fmt: skip
     collections: dict[str, IndexedCollection] = {
         "ads": AdCollection(*args, ads, *ratios),
         "adsets": AdSetCollection(*args, adsets, *ratios),
-        "campaigns": CampaignCollection(*args, math.ceil(adsets / ADSETS_PER_CAMPAIGN), *ratios),
-        "adcreatives": CreativeCollection(*args, ads, *ratios, images=images, videos=videos.base_count),
+        "campaigns": CampaignCollection(*args, campaigns, *ratios),
+        "adcreatives": creatives,
         "adimages": images,
         "advideos": videos,
         "customconversions": CustomConversionCollection(*args, min(ads, 3 + ads // 250), *ratios),
+        "activities": ActivityCollection(*args, 20 + ads // 10, 0.0, 0.0, ads=ads),
+        "customaudiences": CustomAudienceCollection(
+            *args, 3 + ads // 100, *ratios, heavy_rule_every=quirks.heavy_rule_every
+        ),
+        "saved_audiences": SavedAudienceCollection(*args, 2 + ads // 300, *ratios),
+        "adspixels": PixelCollection(*args, 2, 0.0, 0.0),
+        "adrules_library": AdRuleCollection(*args, 2 + ads // 400, *ratios),
+        "adlabels": AdLabelCollection(*args, max(1, min(50, campaigns)), 0.0, 0.0),
     }
     return collections, AccountNode(*args, 1, 0.0, 0.0)
 
@@ -73,13 +119,20 @@ class DataStore:
         archived_ratio: float,
         deleted_ratio: float,
         time_zones: dict[str, str] | None = None,
+        *,
+        cdn: Cdn | None = None,
+        quirks: Quirks | None = None,
     ) -> None:
         self.seed = seed
+        #: Signs the image and thumbnail URLs (``files.py``); the server points its base at itself.
+        self.cdn = cdn or Cdn(seed, ttl_seconds=20 * 365 * 86400)
         self.edges: dict[str, dict[str, IndexedCollection]] = {name: {} for name in EDGE_NAMES}
         self.accounts: dict[str, AccountNode] = {}
         self.ads: dict[str, AdCollection] = {}
         for acct, n in accounts.items():
-            collections, node = _build_account(seed, acct, n, archived_ratio, deleted_ratio)
+            collections, node = _build_account(
+                seed, acct, n, archived_ratio, deleted_ratio, self.cdn, quirks or Quirks()
+            )
             zone = (time_zones or {}).get(acct)
             if zone is not None:  # every object of the account writes its times in the chosen zone
                 for coll in (*collections.values(), node):
@@ -104,6 +157,19 @@ class DataStore:
         if coll is None:
             raise ValueError(f"unknown account_id {account_id!r}")
         return coll
+
+    def object_at(self, oid: str) -> tuple[IndexedCollection, int] | None:
+        """The collection and index of an object id the sandbox generated (any edge, any account), or ``None``."""
+        parsed = parse_object_id(oid)
+        if parsed is None:
+            return None
+        kind, account_id, _ = parsed
+        for edges in self.edges.values():
+            coll = edges.get(account_id)
+            if coll is not None and coll.kind == kind and not isinstance(coll, ActivityCollection):
+                index = coll.index_of(oid)
+                return (coll, index) if index is not None else None
+        return None
 
     def _pick(self, coll: IndexedCollection, rng: random.Random, k: int, taken: set[int]) -> list[int]:
         """Pick ``k`` distinct live objects (visible by default, not archived) at random, not yet taken."""
@@ -141,6 +207,8 @@ class DataStore:
         no earlier than ``stamp_floor`` (the virtual clock), so an incremental sync can be checked exactly.
         The result lists only the objects of ``edge``; parents created on the way get the same stamp.
         """
+        if edge == "activities":
+            raise ValueError("activities are appended by mutations of other edges; mutate those")
         coll = self.collection(edge, account_id)
         for label, n in (("update", update), ("create", create), ("delete", delete)):
             if n < 0:
@@ -168,11 +236,14 @@ class DataStore:
                 ov.updated = stamp
                 ov.effective_status = coll.deleted_status
             created = [self._create(edge, account_id, stamp) for _ in range(create)]
-        result = MutationResult(
-            updated=[coll.id_of(i) for i in to_update],
-            created=[coll.id_of(i) for i in created],
-            deleted=[coll.id_of(i) for i in to_delete],
-        )
+            result = MutationResult(
+                updated=[coll.id_of(i) for i in to_update],
+                created=[coll.id_of(i) for i in created],
+                deleted=[coll.id_of(i) for i in to_delete],
+            )
+            log = self.edges["activities"][account_id]
+            if isinstance(log, ActivityCollection):
+                log.log_mutation(edge, result, stamp)
         return result, stamp
 
     def _create(self, edge: str, account_id: str, stamp: int) -> int:

@@ -20,6 +20,7 @@ EXPECTED_OPTIONS = {
     "--cursor-ttl-seconds", "--rate-window-seconds", "--account-budget", "--app-budget", "--throttle-code",
     "--no-usage-headers", "--fault", "--fault-seed", "--slow-seconds", "--retry-after-seconds", "--gzip",
     "--time-zones",
+    "--incomplete-creative-every", "--heavy-rule-every", "--asset-url-ttl-seconds",
 }  # fmt: skip
 
 
