@@ -59,11 +59,11 @@ from singer_sdk.singerlib.catalog import MetadataMapping
 from typing_extensions import override
 
 from tap_meta_ads import checkpoint
+from tap_meta_ads.chains import ReportRunCap, RunChains
 from tap_meta_ads.checkpoint import ResumePoint
 from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
 from tap_meta_ads.errors import AccountSkippedError, GraphAPIError, ReportRunLostError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
-from tap_meta_ads.usage import Pacer
 
 LEVELS = ("ad", "adset", "campaign", "account")
 #: The object levels, coarse to fine: the order a failing report is split in.
@@ -317,6 +317,33 @@ class _Plan:
     resumed: bool = False
 
 
+#: What a report row costs in a chain's queue, roughly (a row of every field as JSON): the byte bound's unit.
+ROW_BYTES_ESTIMATE = 1500
+
+
+@dataclass
+class _Rows:
+    """The rows of one completed report run, on their way from the chain to the writer."""
+
+    rows: list[dict[str, Any]]
+    body_bytes: int
+
+
+@dataclass
+class _Proven:
+    """Meta accepted the account's first report run: the token, version and fields work (``prefetch.py``)."""
+
+    proves_run: bool = True
+    body_bytes: int = 0
+
+
+@dataclass
+class _Progress:
+    """The days an account's report is complete through: the writer saves it in STATE after the rows before it."""
+
+    progress: dict[str, Any]
+
+
 class _RunFailedError(Exception):
     """A report run ended without rows (failed, skipped, stuck, results lost): resubmit or split it."""
 
@@ -363,6 +390,7 @@ class InsightsStream(GraphStream):
         self._stuck_after = float(cfg["insights_job_timeout_seconds"])
         self._attempts = int(cfg["insights_job_attempts"])
         self._window_days = int(cfg["insights_window_days"])
+        self._day_plans: dict[str, _Plan | None] = {}
         self._page_with_retries: Callable[[AccountFetch, str, str | None], GraphPage] = self.request_decorator(
             self._results_page
         )
@@ -392,47 +420,35 @@ class InsightsStream(GraphStream):
 
     # -- the partition ---------------------------------------------------------------------------
 
-    @override
-    def request_records(self, context: Context | None) -> Iterator[dict]:
-        """One account's report, on the main thread (report runs in flight replace reading ahead)."""
-        if context is None:  # pragma: no cover - partitions always give a context
-            msg = f"{self.name} needs an account context"
-            raise GraphAPIError(msg)
-        account = self._account(context)
-        with self.get_http_request_counter() as counter:
-            counter.with_context(context)
-            try:
-                yield from self._read_account(account)
-            finally:
-                counter.increment(account.stats.requests)
+    # -- the partition: a chain of report runs (``chains.py``) ----------------------------------------
 
-    def _account(self, context: Context) -> AccountFetch:
-        """The account's own page size, pacer and counters, as the base stream keeps them."""
-        cfg = self.config
-        account = AccountFetch(
+    @override
+    def plan_chain(self, context: Context, chains: RunChains) -> None:
+        """Plan one account's report on the main thread: its days (from its state) and the account's pacer.
+
+        Every account's report runs are then in flight together, each account's on its chain's thread, up to
+        ``insights_jobs_in_flight`` per account; the writer writes one account after another.
+        """
+        key = str(context["account_id"])
+        self._plans[key] = AccountFetch(
             context=dict(context),
             start=ResumePoint(after=None, pages=0, since=None, max_seen=None, cap=None),
             fresh_since=None,
-            page_size_limit=int(cfg["page_size"]),
-            pacer=Pacer(
-                threshold_pct=float(cfg["throttle_threshold_pct"]),
-                fallback_seconds=float(cfg["backoff_base_seconds"]),
-                max_wait_seconds=float(cfg["backoff_max_seconds"]),
-            ),
+            page_size_limit=int(self.config["page_size"]),
+            pacer=chains.pacer(key),
         )
-        account.stats = self.monitor.start(self.name, str(context["account_id"]))
-        account.started = True
-        return account
+        self._day_plans[key] = self._plan_days(context, checkpoint.peek_context_state(self, context))
 
-    def _read_account(self, account: AccountFetch) -> Iterator[dict]:
-        context, stats = account.context, account.stats
-        if self.monitor.has_failed(stats.account_id):  # its one ERROR line is out: not read (see the base stream)
-            self.end_failed_account(account, AccountSkippedError(stats.account_id), lambda: None)
-            return
-        plan = self._plan_days(context)
+    @override
+    def fetch_chain(self, account_id: str) -> Iterator[Any]:
+        """The account's report runs, on its chain's thread: chunks of rows and progress marks, in order."""
+        account = self._plans[account_id]
+        stats = account.stats = self.monitor.start(self.name, account_id)
+        account.started = True
+        if self.monitor.has_failed(account_id):
+            raise AccountSkippedError(account_id)
+        plan = self._day_plans[account_id]
         if plan is None:
-            stats.status = "complete"
-            self.monitor.log_partition(self.logger, stats)
             return
         self.logger.info(
             "%s account %s: %s %s..%s in %d windows, up to %d report runs in flight",
@@ -445,27 +461,42 @@ class InsightsStream(GraphStream):
         )
         try:
             yield from _Runner(self, account, plan).rows()
+        except FatalAPIError as exc:
+            self.note_account_error(account_id, exc)
+            raise
+
+    @override
+    def write_chain(self, context: Context, account: AccountFetch, items: Iterator[Any]) -> Iterator[dict]:
+        """Write an account's rows as its report runs complete; STATE after each contiguous window (main thread)."""
+        plan = self._day_plans[str(context["account_id"])]
+        try:
+            for item in items:
+                if isinstance(item, _Progress):
+                    checkpoint.save_progress(self, context, PROGRESS_KEY, item.progress)
+                elif isinstance(item, _Rows):
+                    yield from item.rows
         except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
-            if self.end_failed_account(account, exc, lambda: None):  # the runner saved its progress already
+            if self.end_failed_account(account, exc, lambda: None):  # its progress is saved already
                 return
-            stats.status = "failed"
-            self.monitor.log_partition(self.logger, stats)
+            account.stats.status = "failed"
+            self.monitor.log_partition(self.logger, account.stats)
             if isinstance(exc, GraphAPIError):
                 raise
             reason, _ = retry_reason(exc)
             gave_up = "" if isinstance(exc, FatalAPIError) else f"Gave up after {self.backoff_max_tries()} attempts "
             msg = f"{gave_up}on {self.name} account {context['account_id']} ({reason}): {without_query(str(exc))}"
             raise GraphAPIError(msg.strip()) from exc
-        checkpoint.complete_with(self, context, PROGRESS_KEY, plan.until.isoformat())
-        stats.status = "complete"
-        self.monitor.log_partition(self.logger, stats)
+        if plan is not None:
+            checkpoint.complete_with(self, context, PROGRESS_KEY, plan.until.isoformat())
+        account.stats.status = "complete"
+        self.monitor.log_partition(self.logger, account.stats)
 
     def _today(self) -> datetime.date:
         return datetime.datetime.now(datetime.timezone.utc).date()
 
-    def _plan_days(self, context: Context) -> _Plan | None:
+    def _plan_days(self, context: Context, state: dict[str, Any] | None = None) -> _Plan | None:
         """The days to read: a resumed run's rest, or the lookback before the bookmark, or the history."""
-        state = self.get_context_state(context)
+        state = self.get_context_state(context) if state is None else state
         today = self._today()
         floor = months_back(today, RETENTION_MONTHS) + datetime.timedelta(days=1)
         end = self.config.get("end_date")
@@ -563,6 +594,11 @@ class InsightsStream(GraphStream):
         return sorted(set(ids))
 
     @property
+    def report_runs_cap(self) -> ReportRunCap:
+        """Report runs in flight over every account of the run (``insights_jobs_in_flight_total``)."""
+        return self.run_chains().report_runs
+
+    @property
     def in_flight(self) -> int:
         """How many report runs may be in flight at once."""
         return self._in_flight
@@ -622,16 +658,34 @@ class _Runner:
         self.frontier = 0  # windows before this index are complete
         self.done: set[int] = set()
         self.floor = plan.since
+        self.marks: list[_Progress] = []
+        self.cap = stream.report_runs_cap
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def rows(self) -> Iterator[dict]:
-        """Every row of the plan, as report runs complete; STATE after each contiguous window."""
+    def rows(self) -> Iterator[_Rows | _Progress | _Proven]:
+        """Every row of the plan, one chunk per report run as it completes; a progress mark after each window.
+
+        Runs on the account's chain thread: the marks are written to STATE by the writer (``write_chain``),
+        after the rows before them, so a STATE never covers rows that were only fetched.
+        """
         self._save(done_through=None)
+        yield from self._marks()
+        try:
+            yield from self._loop()
+        finally:
+            for _ in self.running:  # a run that stops early gives its report runs' places back
+                self.cap.give()
+
+    def _loop(self) -> Iterator[_Rows | _Progress | _Proven]:
+        proven = False
         while True:
             self._fill()
             if not self.running:
                 return
+            if not proven:
+                proven = True
+                yield _Proven()
             job = min(self.running, key=lambda j: j.next_poll)
             wait = job.next_poll - time.monotonic()
             if wait > 0:
@@ -642,11 +696,14 @@ class _Runner:
                 rows = self._collect(job)
             except _RunFailedError as exc:
                 self.running.remove(job)
+                self.cap.give()
                 self._failed(job, exc)
                 continue
             self.running.remove(job)
-            yield from rows
+            self.cap.give()
             self._finished(job, len(rows))
+            yield _Rows(rows, len(rows) * ROW_BYTES_ESTIMATE)
+            yield from self._marks()
 
     def _fill(self) -> None:
         """Submit jobs while fewer than ``in_flight`` run, admitting windows only near the frontier."""
@@ -659,8 +716,14 @@ class _Runner:
                 self.pending.append(Job(self.next_window, since, until))
                 self.open_parts[self.next_window] = 1
                 self.next_window += 1
+            if not self.cap.take(force=not self.running):  # the run's cap; one run per account always may
+                return
             job = self.pending.popleft()
-            self._submit(job)
+            try:
+                self._submit(job)
+            except BaseException:
+                self.cap.give()
+                raise
             self.running.append(job)
 
     def _submit(self, job: Job) -> None:
@@ -766,7 +829,11 @@ class _Runner:
             "until": self.plan.until.isoformat(),
             "done_through": done_through.isoformat() if done_through else None,
         }
-        checkpoint.save_progress(self.stream, self.context, PROGRESS_KEY, progress)
+        self.marks.append(_Progress(progress))
+
+    def _marks(self) -> Iterator[_Progress]:
+        while self.marks:
+            yield self.marks.pop(0)
 
     def _failed(self, job: Job, failure: _RunFailedError) -> None:
         """Resubmit a run that ended without rows; split it after its attempts; give up when it cannot be."""
