@@ -169,6 +169,19 @@ def write_starting_value(stream: Stream, context: Mapping[str, Any]) -> None:
     stream._write_starting_replication_value(context)
 
 
+def peek_context_state(stream: Stream, context: Mapping[str, Any]) -> dict[str, Any]:
+    """A partition's state as it stands, without creating it (the SDK's getter adds an empty partition).
+
+    Chains are planned before the SDK reaches their stream; an empty partition added then would be written in
+    every STATE until the chain starts, and mean nothing.
+    """
+    partitions = stream.tap_state.get("bookmarks", {}).get(stream.name, {}).get("partitions", [])
+    for partition in partitions:
+        if partition.get("context") == dict(context):
+            return dict(partition)
+    return {}
+
+
 def save_progress(stream: Stream, context: Mapping[str, Any], key: str, progress: dict[str, Any]) -> None:
     """Store a stream's own progress record (e.g. the insights run's contiguous days) and emit STATE now."""
     stream.get_context_state(context)[key] = progress

@@ -44,6 +44,7 @@ from singer_sdk.streams import RESTStream
 from typing_extensions import override
 
 from tap_meta_ads import checkpoint
+from tap_meta_ads.chains import RunChains, chains_of_run
 from tap_meta_ads.checkpoint import CheckpointedBookmarks, ResumePoint, SentIds
 from tap_meta_ads.errors import (
     AccountSkippedError,
@@ -62,7 +63,6 @@ from tap_meta_ads.errors import (
     raise_for_error,
     retry_after_seconds,
 )
-from tap_meta_ads.prefetch import ReadAhead
 from tap_meta_ads.records import PrunedRecordMessages
 from tap_meta_ads.session import session_of_run
 from tap_meta_ads.usage import Pacer, Usage
@@ -98,22 +98,6 @@ FIRST_CONTACT_MAX_WAIT_SECONDS = 10.0
 #: The part of ``request_timeout_seconds`` allowed for opening the TCP connection: a host that drops
 #: connection attempts (a firewall, a wrong address) is found out in seconds, not after the whole timeout.
 CONNECT_TIMEOUT_SECONDS = 10.0
-#: Pages an account's fetcher may read ahead of the writer (never more than ``checkpoint_every_pages``):
-#: enough to keep the network busy while a page is written, small enough to keep memory flat.
-READ_AHEAD_PAGES = 10
-#: Bytes of response body an account's pages may hold while they wait for the writer (their rows stay raw
-#: JSON until written, see ``GraphPage``); the next page is assumed as large as the last, and one page may
-#: always wait. A bound in pages alone let the peak RSS of a long run depend on how heavy its pages were
-#: and on how far ahead the fetcher happened to get while the writer was slowed (measured: 0.8 MB more per
-#: page waiting at pages of 500 ads with every field, up to ten of them; pages of 5,000 weigh ten times
-#: more). 2 MiB keeps ten default pages of 100 ads with every field (about 0.15 MB each) reading ahead
-#: as before, while pages of 500 stop at two; with ``parallel_accounts`` accounts read at once, the
-#: queues hold at most about that many times 2 MiB.
-READ_AHEAD_BYTES = 2 * 1024 * 1024
-#: Pages the first account must read before the others start (see ``prefetch.py``): enough to show that
-#: the token, version, fields and permissions work, so a bad run fails on one account with one line. Each
-#: page more keeps the other accounts idle for one call's latency (the latency-bound benchmark).
-PROVEN_AFTER_PAGES = 4
 
 
 def appsecret_proof(token: str, app_secret: str | None) -> str | None:
@@ -413,7 +397,6 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         )
         #: any other Graph API call of an account (report runs, ...): same pacing, error table and retries
         self.send_with_retries: Callable[..., requests.Response] = self.request_decorator(self.send)
-        self._read_ahead: ReadAhead[str, GraphPage | None] | None = None
         self._plans: dict[str, AccountFetch] = {}
         self._get_template: requests.PreparedRequest | None = None
         self._proof = appsecret_proof(cfg["access_token"], cfg.get("app_secret"))
@@ -597,9 +580,10 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         SDKs send them. Returns a 2xx response; anything else raises through the error table.
         """
         stats = account.stats
-        if account.pace_wait > 0:
-            time.sleep(account.pace_wait)
-            stats.pacing_wait_seconds += account.pace_wait
+        wait = max(account.pace_wait, account.pacer.held_for())  # this chain's pace, or the account's throttle
+        if wait > 0:
+            time.sleep(wait)
+            stats.pacing_wait_seconds += wait
             account.pace_wait = 0.0
         if self._proof:
             params = {**params, "appsecret_proof": self._proof}
@@ -607,7 +591,10 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         stats.requests += 1
         started, sent_at = time.perf_counter(), time.monotonic()
         timeouts = (min(CONNECT_TIMEOUT_SECONDS, self.timeout), self.timeout)
-        response = self.requests_session.send(prepared, timeout=timeouts, allow_redirects=False, **self._environment)
+        with self.run_chains().calls:  # the run's calls in flight, every stream and account together
+            response = self.requests_session.send(
+                prepared, timeout=timeouts, allow_redirects=False, **self._environment
+            )
         self._log_duration(response, started, account.context, endpoint or self.edge)
         account.pace_wait = account.pacer.observe(Usage.from_headers(response.headers), sent_at=sent_at)
         self.validate_response(response)
@@ -736,6 +723,7 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         stats.retries[reason] += 1
         if isinstance(exception, ThrottledError):
             stats.throttle_wait_seconds += wait
+            account.pacer.hold(wait)  # Meta throttled the account: every chain of it waits, none other
         self.logger.warning(
             "Retrying %s account %s: reason=%s attempt %d of %d, waiting %.2fs%s",
             self.name,
@@ -785,46 +773,51 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
 
     @override
     def request_records(self, context: Context | None) -> Iterable[dict]:
-        """Write one ad account's pages as its fetcher delivers them (and the SDK's request-count METRIC)."""
+        """Write one ad account's pages as its chain delivers them (and the SDK's request-count METRIC)."""
         if context is None:  # pragma: no cover - partitions always give a context
             msg = f"{self.name} needs an account context"
             raise GraphAPIError(msg)
         key = str(context["account_id"])
-        if self._read_ahead is None:
-            self._read_ahead = self._start_reading()
-        account = self._plans.get(key) or self._plan(context)
+        chains = self.run_chains()
+        if key not in self._plans:  # a partition the run did not plan (a stream synced on its own)
+            self.plan_chain(context, chains)
+        account = self._plans[key]
         with self.get_http_request_counter() as counter:
             counter.with_context(context)
             try:
-                yield from self._write_partition(context, account, self._read_ahead.items(key))
+                yield from self.write_chain(context, account, chains.read_ahead.items((self.name, key)))
             finally:
                 counter.increment(account.stats.requests if account.started else 0)
 
-    def _start_reading(self) -> ReadAhead[str, GraphPage | None]:
-        """Plan every account of the stream (here, on the main thread) and start reading ahead.
+    def run_chains(self) -> RunChains:
+        """The run's chains (``chains.py``): every partition of every selected stream, started once."""
+        tap = self._tap
 
-        Each account's plan holds where its fetcher starts: the saved resume point, and the
-        bookmark filter of a fresh pass. The SDK would write each partition's starting bookmark
-        when it reaches it; it is written now so that accounts read ahead start from it too.
+        def selected() -> list[Any]:
+            streams = [s for s in tap.streams.values() if isinstance(s, GraphStream) and s.selected]
+            return streams if self in streams else [*streams, self]
+
+        return chains_of_run(tap, selected, dict(self.config), is_account_error)
+
+    def plan_chain(self, context: Context, chains: RunChains) -> None:
+        """Plan one account's chain on the main thread: where it starts, and the account's shared pacer.
+
+        The SDK would write each partition's starting bookmark when it reaches it; it is written now so that
+        chains read ahead start from it too (the SDK writing it again later gives the same value).
         """
-        for context in self.partitions:
-            checkpoint.write_starting_value(self, context)
-            self._plans[str(context["account_id"])] = self._plan(context)
-        every = int(self.config["checkpoint_every_pages"])
-        return ReadAhead(
-            list(self._plans),
-            lambda key: self._fetch_partition(self._plans[key]),
-            isolated=is_account_error,
-            width=int(self.config["parallel_accounts"]),
-            depth=min(every, READ_AHEAD_PAGES),
-            proven_after=PROVEN_AFTER_PAGES,
-            max_bytes=READ_AHEAD_BYTES,
-            size=queued_bytes,
-        )
+        checkpoint.write_starting_value(self, context)
+        self._plans[str(context["account_id"])] = self._plan(context, chains.pacer(str(context["account_id"])))
 
-    def _plan(self, context: Context) -> AccountFetch:
+    def fetch_chain(self, account_id: str) -> Iterator[Any]:
+        """The chain's items on its fetcher thread (``chains.py``): the account's pages."""
+        return self._fetch_partition(self._plans[account_id])
+
+    def write_chain(self, context: Context, account: AccountFetch, items: Iterator[Any]) -> Iterable[dict]:
+        """The writer's side of one chain: records and STATE out, on the main thread."""
+        return self._write_partition(context, account, items)
+
+    def _plan(self, context: Context, pacer: Pacer) -> AccountFetch:
         """An account's fetching state, starting at its saved resume point or a fresh pass."""
-        cfg = self.config
         fresh = self._fresh_point(context)
         saved = ResumePoint.from_state(self.get_context_state(context))
         resuming = saved is not None and saved.after is not None
@@ -836,13 +829,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
             start=saved if saved and saved.after else fresh,
             until=until,
             fresh_since=fresh.since,
-            page_size_limit=int(cfg["page_size"]),
-            pacer=Pacer(
-                threshold_pct=float(cfg["throttle_threshold_pct"]),
-                fallback_seconds=float(cfg["backoff_base_seconds"]),
-                max_wait_seconds=float(cfg["backoff_max_seconds"]),
-                spare_calls=int(cfg["parallel_accounts"]),
-            ),
+            page_size_limit=int(self.config["page_size"]),
+            pacer=pacer,
         )
 
     def _window_until(self, saved: ResumePoint | None) -> int | None:
@@ -876,7 +864,10 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         while not paginator.finished:
             try:
                 page = self._fetch_with_retries(account, paginator.current_value, since)
-            except CursorRejectedError as exc:
+            except FatalAPIError as exc:
+                if not isinstance(exc, CursorRejectedError):
+                    self.note_account_error(stats.account_id, exc)
+                    raise
                 stats.cursor_restarts += 1
                 if stats.cursor_restarts > MAX_CURSOR_RESTARTS:
                     raise
@@ -987,6 +978,12 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
             return newest
         return checkpoint.newest_epoch([v for record in records if isinstance(v := record.get(key), str)], newest)
 
+    def note_account_error(self, account_id: str, exc: BaseException) -> None:
+        """On a chain's thread: an account error stops the account's chains that have not started yet."""
+        reason = account_scope_reason(getattr(exc, "error", None))
+        if reason is not None:
+            self.monitor.account_failed(account_id, reason)
+
     def end_failed_account(self, account: AccountFetch, exc: BaseException, save: Callable[[], None]) -> bool:
         """End a partition whose account failed alone (``errors.ACCOUNT_SCOPED``); False for any other error.
 
@@ -1004,15 +1001,16 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         if reason is None:
             return False
         save()
-        if status == "skipped":
-            self.logger.info("%s account %s: not read, the account failed earlier in this run", self.name, account_id)
-        elif self.monitor.account_failed(account_id, reason):
+        self.monitor.account_failed(account_id, reason)
+        if self.monitor.announce(account_id):  # the account's one ERROR line, at the first of its partitions written
             self.logger.error(
                 "Ad account act_%s failed in %s: %s. Its other streams are skipped; every other account goes on",
                 account_id,
                 self.name,
-                reason,
+                self.monitor.failed_accounts.get(account_id, reason),
             )
+        elif status == "skipped":
+            self.logger.info("%s account %s: not read, the account failed earlier in this run", self.name, account_id)
         if account.started:
             account.stats.status = status
             self.monitor.log_partition(self.logger, account.stats)

@@ -80,12 +80,12 @@ from typing_extensions import override
 
 from tap_meta_ads import checkpoint
 from tap_meta_ads.account_days import AccountZone, AccountZones
+from tap_meta_ads.chains import ReportRunCap, RunChains
 from tap_meta_ads.checkpoint import ResumePoint
 from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
 from tap_meta_ads.errors import AccountSkippedError, GraphAPIError, ReportRunLostError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.reconcile import Reconciliation
-from tap_meta_ads.usage import Pacer
 
 LEVELS = ("ad", "adset", "campaign", "account")
 #: The object levels, coarse to fine: the order a failing report is split in.
@@ -409,6 +409,33 @@ class _Plan:
     resumed: bool = False
 
 
+#: What a report row costs in a chain's queue, roughly (a row of every field as JSON): the byte bound's unit.
+ROW_BYTES_ESTIMATE = 1500
+
+
+@dataclass
+class _Rows:
+    """The rows of one completed report run, on their way from the chain to the writer."""
+
+    rows: list[dict[str, Any]]
+    body_bytes: int
+
+
+@dataclass
+class _Proven:
+    """Meta accepted the account's first report run: the token, version and fields work (``prefetch.py``)."""
+
+    proves_run: bool = True
+    body_bytes: int = 0
+
+
+@dataclass
+class _Progress:
+    """The days an account's report is complete through: the writer saves it in STATE after the rows before it."""
+
+    progress: dict[str, Any]
+
+
 class _RunFailedError(Exception):
     """A report run ended without rows (failed, skipped, stuck, results lost): resubmit or split it."""
 
@@ -458,6 +485,9 @@ class InsightsStream(GraphStream):
         #: The run's cache of account time zones, shared by every insights stream of the tap.
         self.account_zones: AccountZones = getattr(tap, "account_zones", None) or AccountZones()
         self._status_rule = status_rule(spec.level, cfg.get("effective_statuses") or ())
+        #: Each account's state as the run found it (main thread), planned into days on its chain's thread.
+        self._chain_states: dict[str, dict[str, Any]] = {}
+        self._day_plans: dict[str, _Plan | None] = {}
         self._page_with_retries: Callable[[AccountFetch, str, str | None], GraphPage] = self.request_decorator(
             self._results_page
         )
@@ -495,37 +525,25 @@ class InsightsStream(GraphStream):
 
     # -- the partition ---------------------------------------------------------------------------
 
-    @override
-    def request_records(self, context: Context | None) -> Iterator[dict]:
-        """One account's report, on the main thread (report runs in flight replace reading ahead)."""
-        if context is None:  # pragma: no cover - partitions always give a context
-            msg = f"{self.name} needs an account context"
-            raise GraphAPIError(msg)
-        account = self._account(context)
-        with self.get_http_request_counter() as counter:
-            counter.with_context(context)
-            try:
-                yield from self._read_account(account)
-            finally:
-                counter.increment(account.stats.requests)
+    # -- the partition: a chain of report runs (``chains.py``) ----------------------------------------
 
-    def _account(self, context: Context) -> AccountFetch:
-        """The account's own page size, pacer and counters, as the base stream keeps them."""
-        cfg = self.config
-        account = AccountFetch(
+    @override
+    def plan_chain(self, context: Context, chains: RunChains) -> None:
+        """Plan one account's report on the main thread: its days (from its state) and the account's pacer.
+
+        Every account's report runs are then in flight together, each account's on its chain's thread, up to
+        ``insights_jobs_in_flight`` per account; the writer writes one account after another.
+        """
+        key = str(context["account_id"])
+        self._plans[key] = AccountFetch(
             context=dict(context),
             start=ResumePoint(after=None, pages=0, since=None, max_seen=None, cap=None),
             fresh_since=None,
-            page_size_limit=int(cfg["page_size"]),
-            pacer=Pacer(
-                threshold_pct=float(cfg["throttle_threshold_pct"]),
-                fallback_seconds=float(cfg["backoff_base_seconds"]),
-                max_wait_seconds=float(cfg["backoff_max_seconds"]),
-            ),
+            page_size_limit=int(self.config["page_size"]),
+            pacer=chains.pacer(key),
         )
-        account.stats = self.monitor.start(self.name, str(context["account_id"]))
-        account.started = True
-        return account
+        self._chain_states[key] = checkpoint.peek_context_state(self, context)
+        self._day_plans[key] = None
 
     def _zone(self, account: AccountFetch) -> AccountZone:
         """The account's time zone: one ``GET /act_{id}`` per account per run, shared by the insights streams."""
@@ -538,26 +556,25 @@ class InsightsStream(GraphStream):
 
         return self.account_zones.get(str(account.context["account_id"]), read_account)
 
-    def _read_account(self, account: AccountFetch) -> Iterator[dict]:
-        context, stats = account.context, account.stats
-        if self.monitor.has_failed(stats.account_id):  # its one ERROR line is out: not read (see the base stream)
-            self.end_failed_account(account, AccountSkippedError(stats.account_id), lambda: None)
-            return
+    @override
+    def fetch_chain(self, account_id: str) -> Iterator[Any]:
+        """The account's report runs, on its chain's thread: chunks of rows and progress marks, in order.
+
+        The account's time zone is read here (one call per account per run, shared by the insights streams),
+        then its days are planned in it.
+        """
+        account = self._plans[account_id]
+        stats = account.stats = self.monitor.start(self.name, account_id)
+        account.started = True
+        if self.monitor.has_failed(account_id):
+            raise AccountSkippedError(account_id)
         try:
             zone = self._zone(account)
-        except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
-            if self.end_failed_account(account, exc, lambda: None):  # nothing read yet: nothing to save
-                return
-            stats.status = "failed"
-            self.monitor.log_partition(self.logger, stats)
-            if isinstance(exc, GraphAPIError):
-                raise
-            msg = f"{self.name} account {context['account_id']}: cannot read the account's time zone ({exc})"
-            raise GraphAPIError(without_query(msg)) from exc
-        plan = self._plan_days(context, zone)
+        except FatalAPIError as exc:
+            self.note_account_error(account_id, exc)
+            raise
+        plan = self._day_plans[account_id] = self._plan_days(account.context, zone, self._chain_states[account_id])
         if plan is None:
-            stats.status = "complete"
-            self.monitor.log_partition(self.logger, stats)
             return
         self.logger.info(
             "%s account %s: %s %s..%s (days of %s) in %d windows, up to %d report runs in flight",
@@ -571,28 +588,43 @@ class InsightsStream(GraphStream):
         )
         try:
             yield from _Runner(self, account, plan).rows()
+        except FatalAPIError as exc:
+            self.note_account_error(account_id, exc)
+            raise
+
+    @override
+    def write_chain(self, context: Context, account: AccountFetch, items: Iterator[Any]) -> Iterator[dict]:
+        """Write an account's rows as its report runs complete; STATE after each contiguous window (main thread)."""
+        try:
+            for item in items:
+                if isinstance(item, _Progress):
+                    checkpoint.save_progress(self, context, PROGRESS_KEY, item.progress)
+                elif isinstance(item, _Rows):
+                    yield from item.rows
         except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
-            if self.end_failed_account(account, exc, lambda: None):  # the runner saved its progress already
+            if self.end_failed_account(account, exc, lambda: None):  # its progress is saved already
                 return
-            stats.status = "failed"
-            self.monitor.log_partition(self.logger, stats)
+            account.stats.status = "failed"
+            self.monitor.log_partition(self.logger, account.stats)
             if isinstance(exc, GraphAPIError):
                 raise
             reason, _ = retry_reason(exc)
             gave_up = "" if isinstance(exc, FatalAPIError) else f"Gave up after {self.backoff_max_tries()} attempts "
             msg = f"{gave_up}on {self.name} account {context['account_id']} ({reason}): {without_query(str(exc))}"
             raise GraphAPIError(msg.strip()) from exc
-        checkpoint.complete_with(self, context, PROGRESS_KEY, plan.until.isoformat())
-        stats.status = "complete"
-        self.monitor.log_partition(self.logger, stats)
+        plan = self._day_plans[str(context["account_id"])]  # planned on the chain's thread, which has ended
+        if plan is not None:
+            checkpoint.complete_with(self, context, PROGRESS_KEY, plan.until.isoformat())
+        account.stats.status = "complete"
+        self.monitor.log_partition(self.logger, account.stats)
 
-    def _plan_days(self, context: Context, zone: AccountZone) -> _Plan | None:
+    def _plan_days(self, context: Context, zone: AccountZone, state: dict[str, Any] | None = None) -> _Plan | None:
         """The days to read (the account's days): a resumed run's rest, or the lookback, or the history.
 
         Never a day after the account's today, nor before its 37-month floor (13 months for reach with
         breakdowns).
         """
-        state = self.get_context_state(context)
+        state = self.get_context_state(context) if state is None else state
         today = zone.today()
         floor = months_back(today, RETENTION_MONTHS) + datetime.timedelta(days=1)
         reach_floor = None
@@ -706,6 +738,11 @@ class InsightsStream(GraphStream):
         return sorted(set(ids))
 
     @property
+    def report_runs_cap(self) -> ReportRunCap:
+        """Report runs in flight over every account of the run (``insights_jobs_in_flight_total``)."""
+        return self.run_chains().report_runs
+
+    @property
     def in_flight(self) -> int:
         """How many report runs may be in flight at once."""
         return self._in_flight
@@ -772,16 +809,34 @@ class _Runner:
         self.frontier = 0  # windows before this index are complete
         self.done: set[int] = set()
         self.floor = plan.since
+        self.marks: list[_Progress] = []
+        self.cap = stream.report_runs_cap
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def rows(self) -> Iterator[dict]:
-        """Every row of the plan, as report runs complete; STATE after each contiguous window."""
+    def rows(self) -> Iterator[_Rows | _Progress | _Proven]:
+        """Every row of the plan, one chunk per report run as it completes; a progress mark after each window.
+
+        Runs on the account's chain thread: the marks are written to STATE by the writer (``write_chain``),
+        after the rows before them, so a STATE never covers rows that were only fetched.
+        """
         self._save(done_through=None)
+        yield from self._marks()
+        try:
+            yield from self._loop()
+        finally:
+            for _ in self.running:  # a run that stops early gives its report runs' places back
+                self.cap.give()
+
+    def _loop(self) -> Iterator[_Rows | _Progress | _Proven]:
+        proven = False
         while True:
             self._fill()
             if not self.running:
                 return
+            if not proven:
+                proven = True
+                yield _Proven()
             job = min(self.running, key=lambda j: j.next_poll)
             wait = job.next_poll - time.monotonic()
             if wait > 0:
@@ -792,11 +847,14 @@ class _Runner:
                 rows = self._collect(job)
             except _RunFailedError as exc:
                 self.running.remove(job)
+                self.cap.give()
                 self._failed(job, exc)
                 continue
             self.running.remove(job)
-            yield from rows
+            self.cap.give()
             self._finished(job, rows)
+            yield _Rows(rows, len(rows) * ROW_BYTES_ESTIMATE)
+            yield from self._marks()
 
     def _fill(self) -> None:
         """Submit jobs while fewer than ``in_flight`` run, admitting windows only near the frontier."""
@@ -809,8 +867,14 @@ class _Runner:
                 self.pending.append(Job(self.next_window, since, until))
                 self.open_parts[self.next_window] = 1
                 self.next_window += 1
+            if not self.cap.take(force=not self.running):  # the run's cap; one run per account always may
+                return
             job = self.pending.popleft()
-            self._submit(job)
+            try:
+                self._submit(job)
+            except BaseException:
+                self.cap.give()
+                raise
             self.running.append(job)
 
     def _submit(self, job: Job) -> None:
@@ -924,7 +988,11 @@ class _Runner:
             "until": self.plan.until.isoformat(),
             "done_through": done_through.isoformat() if done_through else None,
         }
-        checkpoint.save_progress(self.stream, self.context, PROGRESS_KEY, progress)
+        self.marks.append(_Progress(progress))
+
+    def _marks(self) -> Iterator[_Progress]:
+        while self.marks:
+            yield self.marks.pop(0)
 
     def _failed(self, job: Job, failure: _RunFailedError) -> None:
         """Resubmit a run that ended without rows; split it after its attempts; give up when it cannot be."""

@@ -82,6 +82,7 @@ class RunMonitor:
         self.failed_accounts: dict[str, str] = {}
         #: ``on_account_error``: whether failed accounts fail the run (exit 1) or not (``skip``: exit 0).
         self.fail_on_account_error = True
+        self._announced: set[str] = set()
         self._lock = threading.Lock()
         #: Meta's clock minus this machine's (seconds), measured at start (``token_health.py``); ``None``: unknown.
         self.server_clock_offset: float | None = None
@@ -98,6 +99,14 @@ class RunMonitor:
             if account_id in self.failed_accounts:
                 return False
             self.failed_accounts[account_id] = reason
+            return True
+
+    def announce(self, account_id: str) -> bool:
+        """True the first time an account's failure is written out (its one ERROR line), False after."""
+        with self._lock:
+            if account_id in self._announced:
+                return False
+            self._announced.add(account_id)
             return True
 
     def has_failed(self, account_id: str) -> bool:

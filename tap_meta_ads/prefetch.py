@@ -37,7 +37,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -85,6 +85,7 @@ class _Feed(Generic[T]):
         self._done = False
         self._stop = stop
         self._on_proven = on_proven
+        self.current = False  # the writer is draining this partition: exempt from the run-wide byte bound
         self._thread = threading.Thread(target=self._run, name="tap-meta-ads-fetcher", daemon=True)
         self._thread.start()
 
@@ -101,12 +102,13 @@ class _Feed(Generic[T]):
                     self._on_proven()
                     return
                 last = self._bounds.size(item)  # type: ignore[arg-type]  # anything but _END is a T
+                self._bounds.add(last)
                 with self._room:
                     self._bytes += last
                 self._queue.put((item, last))
                 produced += 1
-                if produced == self._proven_after:
-                    self._on_proven()
+                if produced == self._proven_after or getattr(item, "proves_run", False):
+                    self._on_proven()  # e.g. a report run Meta accepted proves the token and fields at once
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it in order
             self._queue.put(_Failed(exc))
         finally:
@@ -121,7 +123,7 @@ class _Feed(Generic[T]):
         """Take a slot, waiting for the writer; ``False`` when the run is stopping."""
         with self._room:
             while not self._stop.is_set():
-                if self._bounds.room(self._slots, self._bytes, last):
+                if self._bounds.room(self._slots, self._bytes, last, current=self.current):
                     self._slots += 1
                     self.stalled = False
                     return True
@@ -132,6 +134,9 @@ class _Feed(Generic[T]):
 
     def drain(self) -> Iterator[T]:
         """The items in order; raises the fetcher's exception where it happened."""
+        with self._room:
+            self.current = True
+            self._room.notify_all()
         while True:
             entry = self._queue.get()
             if entry is _END:
@@ -141,6 +146,7 @@ class _Feed(Generic[T]):
             item: T
             size: int
             item, size = entry  # type: ignore[misc]  # everything else in the queue is (T, size)
+            self._bounds.add(-size)
             with self._room:
                 self._slots -= 1
                 self._bytes -= size
@@ -159,19 +165,34 @@ class _Feed(Generic[T]):
             return self._slots, self._bytes
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Bounds(Generic[T]):
-    """How far a fetcher may read ahead: ``depth`` items, and ``max_bytes`` of ``size`` (``None``: unbounded)."""
+    """How far a fetcher may read ahead: ``depth`` items, and ``max_bytes`` of ``size`` (``None``: unbounded).
+
+    ``max_total_bytes`` bounds the items waiting in every partition together (the run's memory); the partition
+    the writer is draining is exempt from it (``current``), so the writer always gets its next item and a full
+    run-wide budget can never stall the run: it only holds back partitions the writer has not reached.
+    """
 
     depth: int
     max_bytes: int | None
     size: Callable[[T], int]
+    max_total_bytes: int | None = None
+    total: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def room(self, slots: int, waiting_bytes: int, last: int) -> bool:
+    def room(self, slots: int, waiting_bytes: int, last: int, *, current: bool = True) -> bool:
         """Whether one more item may be fetched, with ``slots`` items of ``waiting_bytes`` not yet taken."""
         if slots >= self.depth:
             return False
+        if not current and self.max_total_bytes is not None and slots and self.total + last > self.max_total_bytes:
+            return False
         return slots == 0 or self.max_bytes is None or waiting_bytes + last <= self.max_bytes
+
+    def add(self, size: int) -> None:
+        """Count bytes that started (positive) or stopped (negative) waiting for the writer."""
+        with self.lock:
+            self.total += size
 
 
 def _no_size(_: object) -> int:
@@ -200,6 +221,7 @@ class ReadAhead(Generic[K, T]):
         max_bytes: int | None = None,
         size: Callable[[T], int] = _no_size,
         isolated: Callable[[BaseException], bool] = lambda _exc: False,
+        max_total_bytes: int | None = None,
     ) -> None:
         if min(width, depth, proven_after) < 1:
             msg = f"width, depth and proven_after must be at least 1, got {width}, {depth} and {proven_after}"
@@ -212,7 +234,7 @@ class ReadAhead(Generic[K, T]):
         self._keys = keys
         self._produce = produce
         self._width = width
-        self._bounds = _Bounds(depth, max_bytes, size)
+        self._bounds = _Bounds(depth, max_bytes, size, max_total_bytes)
         self._feeds: dict[K, _Feed[T]] = {}
         self._started: set[K] = set()
         self._next = 0  # index in keys of the next partition to start
@@ -235,6 +257,10 @@ class ReadAhead(Generic[K, T]):
             with self._lock:
                 self._feeds.pop(key, None)
                 self._fill()
+
+    def waiting_bytes(self) -> int:
+        """The size of every item fetched and not yet taken, over all partitions (read by tests)."""
+        return self._bounds.total
 
     def close(self) -> None:
         """Stop every fetcher (the writer is done, or failed)."""

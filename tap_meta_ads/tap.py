@@ -216,8 +216,8 @@ class TapMetaAds(Tap):
             th.IntegerType(minimum=1, maximum=MAX_PARALLEL_ACCOUNTS),
             default=DEFAULT_PARALLEL_ACCOUNTS,
             title="Accounts read at once",
-            description="How many ad accounts are fetched at the same time (each has its own rate budget; "
-            "records and STATE are still written one account after another). 1 reads them in turn.",
+            description="Deprecated and ignored: every (stream, account) chain is read at once, under "
+            "max_concurrent_requests.",
         ),
         th.Property(
             "max_concurrent_requests",
@@ -283,6 +283,14 @@ class TapMetaAds(Tap):
             default=10,
             title="Report runs in flight",
             description="Async report runs kept running at once per ad account.",
+        ),
+        th.Property(
+            "insights_jobs_in_flight_total",
+            th.IntegerType(minimum=1, maximum=1000),
+            default=50,
+            title="Report runs in flight (run)",
+            description="Async report runs in flight at once over every ad account of the run (each account "
+            "within insights_jobs_in_flight; an account with none running may always start one).",
         ),
         th.Property(
             "insights_poll_interval_seconds",

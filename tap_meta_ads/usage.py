@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -127,6 +128,18 @@ class Pacer:
         self._last_pct: float | None = None
         self._cost_per_call = 1.0
         self._sent: deque[float] = deque()
+        #: Every chain of an ad account (one per stream) shares its pacer: they spend one budget.
+        self._lock = threading.Lock()
+        self._held_until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """Meta throttled the account (e.g. 80000/80004, 17/2446079): none of its chains calls for ``seconds``."""
+        with self._lock:
+            self._held_until = max(self._held_until, time.monotonic() + seconds)
+
+    def held_for(self) -> float:
+        """How long the account's chains must still wait after a throttle (0: none)."""
+        return max(0.0, self._held_until - time.monotonic())
 
     @property
     def remembered_calls(self) -> int:
@@ -135,6 +148,10 @@ class Pacer:
 
     def observe(self, usage: Usage, sent_at: float | None = None) -> float:
         """Take one response's usage; return how many seconds to wait before the next call."""
+        with self._lock:
+            return self._observe(usage, sent_at)
+
+    def _observe(self, usage: Usage, sent_at: float | None) -> float:
         if sent_at is not None:
             sent = self._sent
             sent.append(sent_at)

@@ -59,9 +59,9 @@ def test_an_account_that_denies_access_fails_alone(make_sandbox, bad, kind, reas
             assert partitions[account].get("replication_key_value"), (stream, account)
             assert "resume" not in partitions[account]
         assert not partitions.get(bad, {}).get("replication_key_value")
-    # the bad account was tried once, by its first stream: its other streams were not read
+    # each chain of the bad account stopped at its first answer; chains that had not started were not read
     bad_calls = sandbox.stats()["by_account"][bad]
-    assert bad_calls == 1
+    assert 1 <= bad_calls <= len(STREAMS)
     summary = run.summary()
     assert summary["status"] == "failed"
     assert [(f["account_id"], reason in f["reason"]) for f in summary["failed_accounts"]] == [(bad, True)]

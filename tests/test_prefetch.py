@@ -158,3 +158,36 @@ def test_the_next_item_is_assumed_as_large_as_the_last():
 def test_a_negative_byte_bound_is_refused():
     with pytest.raises(ValueError, match="max_bytes"):
         ReadAhead(["a"], iter, width=1, depth=1, proven_after=1, max_bytes=-1)
+
+
+def test_the_run_wide_byte_bound_holds_back_partitions_ahead_of_the_writer_but_never_the_one_written():
+    """Many partitions read at once hold at most about ``max_total_bytes`` together while the writer is slow.
+
+    Each partition may always fetch its first item (so the bound is ``max_total_bytes`` plus one item per
+    partition read at once), and the partition being written is exempt (the writer is never starved).
+    """
+    keys = [f"p{i}" for i in range(12)]
+    size, per_partition, total = 100, 20, 1000
+    peak = 0
+    read_ahead = ReadAhead(
+        keys,
+        lambda key: iter([(key, n) for n in range(per_partition)]),
+        width=12,
+        depth=10,
+        proven_after=1,
+        max_bytes=None,
+        size=lambda _item: size,
+        max_total_bytes=total,
+    )
+    written = []
+    try:
+        for key in keys:
+            for item in read_ahead.items(key):
+                peak = max(peak, read_ahead.waiting_bytes())
+                written.append(item)
+                threading.Event().wait(0.002)  # a slow writer: fetchers run ahead as far as the bounds let them
+    finally:
+        read_ahead.close()
+    assert written == [(k, n) for k in keys for n in range(per_partition)]
+    assert peak <= total + len(keys) * size + 10 * size  # the bound, one first item each, the written one's depth
+    assert peak > total // 2  # the fetchers did run ahead

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tap_meta_ads.client import PROVEN_AFTER_PAGES
+from tap_meta_ads.chains import PROVEN_AFTER_PAGES
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import ADS, base_config, duplicates, run_tap
 

@@ -1,0 +1,180 @@
+"""Every (stream, account) cursor chain of a run at once, while the SDK writes streams one after another.
+
+Why: an extraction's wall time is set by Meta's clock. A chain (the pages of one edge of one ad account, or
+the report runs of one account's insights) cannot be sped up: each page's cursor is in the page before it.
+What can be is how many chains wait on Meta at the same time. Read stream after stream, a run of eight
+accounts took 0.36x the serial time of its calls (only the accounts of one stream overlapped), and insights of
+eight accounts 7.1x one account's (report runs of different accounts never overlapped).
+
+The constraint: the SDK syncs streams one after another from ``Tap.sync_all`` and only its main thread may
+write; a stream's SCHEMA comes before its records, and a STATE covers exactly the records written before it.
+
+The design (one home: this module, with the queues of ``prefetch.py``):
+
+    main thread (the SDK's writer)          fetcher threads (one per live chain, up to the limit)
+    ------------------------------          -----------------------------------------------------
+    stream 1 SCHEMA                         (ads, A) (ads, B) ... (campaigns, A) ... (ads_insights, A) ...
+    stream 1 account A <- drain queue <----   pages / report-run rows, in order, each into its own queue
+    stream 1 account B <- drain queue <----   bounded in items (depth) and bytes (per chain, and run-wide)
+    stream 2 SCHEMA ...
+
+- When the first stream starts writing, :func:`chains_of_run` plans every partition of every selected stream
+  (on the main thread: starting bookmarks, resume points) and starts one :class:`~prefetch.ReadAhead` over all
+  of them, in the order the writer will ask for them (the SDK's stream order, then accounts).
+- Up to ``max_concurrent_requests`` chains are live at once, each on its own thread doing one call at a time,
+  and a run-wide semaphore (``calls``) keeps the calls in flight of every thread (the writer's own insights
+  calls too) within that limit. The connection pool has the same size (``session.py``).
+- The writer drains the queues stream by stream, account by account, exactly as a sequential run writes, so
+  SCHEMA, RECORD and STATE messages come in the order and with the meaning they had; resume points are
+  unchanged. A chain far ahead of the writer waits when its queue is full: at most ``depth`` pages and
+  ``READ_AHEAD_BYTES`` per chain, and ``RUN_READ_AHEAD_BYTES`` over all chains together, from which the chain
+  being written is exempt (so the writer always gets its next page and memory stays flat however many
+  accounts and streams the run has).
+- Each ad account has one pacer shared by its chains (its budget is one, whatever the edge): usage headers
+  and Meta's throttles (``17/2446079``, ``80000``/``80004`` for insights, ...) slow every chain of that
+  account and no other.
+- Insights are chains too: each account's report runs are submitted and polled on its chain's thread, so the
+  report runs of every account are in flight together, at most ``insights_jobs_in_flight`` per account and
+  ``insights_jobs_in_flight_total`` over the run (``ReportRunCap``); rows of a completed run wait in the
+  account's queue like pages, and the progress marks that STATE saves travel with them, in order.
+- The first chain must read a few pages before the others start: a wrong token or version fails on one
+  chain with one line. A fatal error stops every chain; an error of one account (``errors.ACCOUNT_SCOPED``)
+  ends that account's chains only.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from tap_meta_ads.prefetch import ReadAhead
+from tap_meta_ads.usage import Pacer
+
+#: Pages a chain may read ahead of the writer (never more than ``checkpoint_every_pages``).
+READ_AHEAD_PAGES = 10
+#: Bytes of response body one chain's pages may hold while they wait for the writer; see ``prefetch.py``.
+READ_AHEAD_BYTES = 2 * 1024 * 1024
+#: Bytes every chain's waiting pages may hold together. A run of hundreds of accounts times every stream
+#: would otherwise hold up to that many times ``READ_AHEAD_BYTES``; 64 MiB keeps a few hundred default pages
+#: (0.15 MB each) ahead of the writer, more than the network can fill while one page is written.
+RUN_READ_AHEAD_BYTES = 64 * 1024 * 1024
+#: Pages (or report-run results) the first chain reads before the others start.
+PROVEN_AFTER_PAGES = 4
+
+Key = tuple[str, str]  # (stream name, account id)
+
+
+class ChainStream(Protocol):
+    """What a stream gives the run's chains (``client.GraphStream`` and ``insights.InsightsStream``)."""
+
+    name: str
+
+    @property
+    def partitions(self) -> list[dict[str, Any]] | None:
+        """One context per account."""
+
+    def plan_chain(self, context: dict[str, Any], chains: RunChains) -> None:
+        """Plan one account's chain on the main thread (its starting bookmark, resume point, pacer)."""
+
+    def fetch_chain(self, account_id: str) -> Iterator[Any]:
+        """The chain's items, in order, on its fetcher thread."""
+
+
+class ReportRunCap:
+    """Report runs in flight over every account of the run, under a total; each account may always run one.
+
+    An account with no run in flight may always submit one (``force``), so the account being written always
+    makes progress while accounts ahead of the writer hold the rest of the cap.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.in_flight = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def take(self, *, force: bool = False) -> bool:
+        """One place for a report run; ``False`` when the cap is reached (and ``force`` is not set)."""
+        with self._lock:
+            if self.in_flight >= self.total and not force:
+                return False
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            return True
+
+    def give(self) -> None:
+        """A report run completed, failed or was abandoned."""
+        with self._lock:
+            self.in_flight -= 1
+
+
+class RunChains:
+    """The run's chains: one read-ahead over every (stream, account), the calls limit, the accounts' pacers."""
+
+    def __init__(
+        self, streams: list[ChainStream], config: dict[str, Any], isolated: Callable[[BaseException], bool]
+    ) -> None:
+        self.limit = int(config["max_concurrent_requests"])
+        self.calls = threading.BoundedSemaphore(self.limit)
+        self.report_runs = ReportRunCap(int(config.get("insights_jobs_in_flight_total", 50)))
+        self._config = config
+        self._pacers: dict[str, Pacer] = {}
+        self._lock = threading.Lock()
+        by_name = {s.name: s for s in streams}
+        keys: list[Key] = [(s.name, str(c["account_id"])) for s in streams for c in s.partitions or []]
+        #: every chain may act on the same reading of the app's budget: that many calls are kept spare
+        self.spare_calls = max(1, min(self.limit, len(keys)))
+        for stream in streams:
+            for context in stream.partitions or []:
+                stream.plan_chain(context, self)
+        every = int(config["checkpoint_every_pages"])
+        self.read_ahead: ReadAhead[Key, Any] = ReadAhead(
+            keys,
+            lambda key: by_name[key[0]].fetch_chain(key[1]),
+            width=self.limit,
+            depth=min(every, READ_AHEAD_PAGES),
+            proven_after=PROVEN_AFTER_PAGES,
+            max_bytes=READ_AHEAD_BYTES,
+            size=lambda item: int(getattr(item, "body_bytes", 0)),
+            isolated=isolated,
+            max_total_bytes=RUN_READ_AHEAD_BYTES,
+        )
+
+    def pacer(self, account_id: str) -> Pacer:
+        """The account's one pacer, shared by its chains of every stream."""
+        with self._lock:
+            pacer = self._pacers.get(account_id)
+            if pacer is None:
+                cfg = self._config
+                pacer = self._pacers[account_id] = Pacer(
+                    threshold_pct=float(cfg["throttle_threshold_pct"]),
+                    fallback_seconds=float(cfg["backoff_base_seconds"]),
+                    max_wait_seconds=float(cfg["backoff_max_seconds"]),
+                    spare_calls=self.spare_calls,
+                )
+            return pacer
+
+
+_RUNS: weakref.WeakKeyDictionary[object, RunChains] = weakref.WeakKeyDictionary()
+_RUNS_LOCK = threading.Lock()
+
+
+def chains_of_run(
+    run: object,
+    streams: Callable[[], list[ChainStream]],
+    config: dict[str, Any],
+    isolated: Callable[[BaseException], bool],
+) -> RunChains:
+    """The run's chains (``run``: the tap), started when the first stream asks for them."""
+    with _RUNS_LOCK:
+        chains = _RUNS.get(run)
+        if chains is None:
+            chains = _RUNS[run] = RunChains(streams(), config, isolated)
+        return chains
+
+
+def started(run: object) -> RunChains | None:
+    """The run's chains if they have started (a stream synced alone, as in tests, may not have)."""
+    return _RUNS.get(run)
