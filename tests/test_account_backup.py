@@ -20,7 +20,7 @@ import pytest
 from tap_meta_ads_sandbox import FaultPlan
 
 from tests.tap_harness import base_config, discovered_catalog, duplicates, run_streaming, run_tap
-from tests.test_streams import EDGE_OF, PAGE_SIZES, key_of, records, truth
+from tests.test_streams import EDGE_OF, PAGE_SIZES, SMALL_STREAMS, key_of, records, truth
 
 ACCOUNTS = {"1001": 900, "1002": 700}
 ACCOUNT_IDS = ["act_1001", "1002"]
@@ -117,7 +117,7 @@ def test_an_activity_key_does_not_depend_on_the_fields_selected(make_sandbox):
 # -- the small full-table streams: kill -9 and resume -----------------------------------------------
 
 
-@pytest.mark.parametrize("stream", ["custom_audiences", "saved_audiences", "ads_pixels", "adrules"])
+@pytest.mark.parametrize("stream", SMALL_STREAMS)
 def test_small_streams_killed_after_a_checkpoint_resume_from_the_cursor(make_sandbox, stream):
     accounts = {"1001": 2400, "1002": 1200}
     sandbox = make_sandbox(accounts=accounts)

@@ -95,12 +95,13 @@ BAD_FILES = {
     "catalog-of-another-tap": (
         "catalog",
         {"streams": [{"tap_stream_id": "campaigns_of_another_tap", "schema": {}, "metadata": []}]},
-        "ads, ads_insights, adsets, advideos, campaigns, customconversions); it lists: campaigns_of_another_tap",
+        "adsets, advideos, campaigns, custom_audiences, customconversions, saved_audiences); it lists: "
+        "campaigns_of_another_tap",
     ),
     "catalog-no-stream-listed": (
         "catalog",
         {"streams": []},
-        "ads, ads_insights, adsets, advideos, campaigns, customconversions); it lists: none",
+        "adsets, advideos, campaigns, custom_audiences, customconversions, saved_audiences); it lists: none",
     ),
     "catalog-bad-metadata": (
         "catalog",
