@@ -428,3 +428,13 @@ def test_the_inspected_token_is_never_logged_even_at_debug(make_sandbox):
     assert "| DEBUG " in run.stderr  # (urllib3 logs each request's URL at DEBUG: not that one)
     assert "input_token" not in run.stderr
     assert_token_nowhere(run, SOON)
+
+
+def test_an_unreachable_api_is_one_line_at_the_token_check(refusing_port):
+    cfg = base_config(f"http://127.0.0.1:{refusing_port}", ACCOUNT_IDS, check_token=True, **FAST)
+    run = run_tap(cfg, streams=["adlabels"])
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, run.stderr[-3000:]
+    assert f"Cannot connect to http://127.0.0.1:{refusing_port} (connection refused; 3 attempts" in errors[0]
+    assert "input_token" not in run.stderr and "sandbox-token" not in run.stderr
