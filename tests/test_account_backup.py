@@ -176,6 +176,20 @@ def test_a_custom_audience_rule_meta_cannot_serve_is_left_out_with_one_line(make
     assert [p["dropped_fields"] for p in summary["partitions"]] == [["rule"], ["rule"]]
 
 
+def test_a_field_refused_to_the_token_is_left_out_with_one_line(make_sandbox):
+    sandbox = make_sandbox(accounts=ACCOUNTS)
+    sandbox.set_token(OTHER, denied_fields=["rule"])
+    run = run_tap({**config(sandbox, page_size=10), "access_token": OTHER}, streams=["custom_audiences"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    expected = truth(sandbox, "custom_audiences")
+    got = records(run, "custom_audiences")
+    assert {(r["id"],) for r in got} == set(expected) and all("rule" not in r for r in got)
+    lines = [line for line in run.stderr.splitlines() if "Meta does not serve rule of custom_audiences" in line]
+    assert len(lines) == 2 and all("permission refused" in line and "200" in line for line in lines)
+    assert [p["dropped_fields"] for p in run.summary()["partitions"]] == [["rule"], ["rule"]]
+    assert_token_nowhere(run, OTHER)
+
+
 def test_custom_audience_rules_are_kept_where_meta_serves_them(make_sandbox):
     sandbox = make_sandbox(accounts=ACCOUNTS)
     run = run_tap(config(sandbox, page_size=10), streams=["custom_audiences"])
