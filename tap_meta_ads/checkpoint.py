@@ -80,8 +80,8 @@ class SentIds:
     """
 
     def __init__(self, key: Callable[[dict[str, Any]], str] | None = None) -> None:
-        #: a row's identity: its ``id`` unless the stream's objects have none (the change log)
-        self._key: Callable[[dict[str, Any]], str] = key or (lambda row: str(row.get("id")))
+        #: a row's identity when the stream's objects have no ``id`` (the change log); ``None``: the ``id``
+        self._key = key
         self._journal: IO[bytes] | None = None
         self._loaded: set[str] | None = None
 
@@ -97,14 +97,17 @@ class SentIds:
 
     def unsent(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows of a page not written yet in this run, noted as written (the caller writes them)."""
-        loaded, key = self._loaded, self._key
+        loaded, key = self._loaded, self._key or _id_of
         if loaded is not None:
             records = [r for r in records if key(r) not in loaded]
             loaded.update(map(key, records))
             return records
         if self._journal is None:
             self._journal = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the partition
-        self._journal.write("".join(f"{key(r)}\n" for r in records).encode())
+        if self._key is None:  # the hot path (every page of every run): no call per row
+            self._journal.write("".join(f"{r.get('id')}\n" for r in records).encode())
+        else:
+            self._journal.write("".join(f"{key(r)}\n" for r in records).encode())
         return records
 
     def close(self) -> None:
@@ -113,6 +116,10 @@ class SentIds:
             self._journal.close()
             self._journal = None
         self._loaded = None
+
+
+def _id_of(row: dict[str, Any]) -> str:
+    return str(row.get("id"))
 
 
 def save(stream: Stream, context: Mapping[str, Any], point: ResumePoint) -> None:

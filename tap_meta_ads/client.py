@@ -893,7 +893,8 @@ class GraphStream(CheckpointedBookmarks, PrunedRecordMessages, RESTStream[str | 
         point = replace(account.start)
         every = int(self.config["checkpoint_every_pages"])
         account_id = str(context["account_id"])
-        sent = SentIds(lambda row: self.identity_of(row, account_id))  # consulted after a pass restarted
+        identity = (lambda row: self.identity_of(row, account_id)) if self.identity_key else None
+        sent = SentIds(identity)  # only consulted after Meta refused a cursor and the pass restarted
         try:
             for page in pages:
                 stats = account.stats

@@ -25,6 +25,7 @@ import contextlib
 import datetime
 import logging
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,7 @@ import requests
 
 from tap_meta_ads.accounts import account_id_of
 from tap_meta_ads.client import BearerAuth, appsecret_proof, server_time_of
-from tap_meta_ads.errors import Action, GraphAPIError, GraphError, classify, parse_json_body
+from tap_meta_ads.errors import Action, GraphAPIError, GraphError, classify, connect_failure, parse_json_body
 from tap_meta_ads.monitor import RunMonitor
 
 #: Either permission lets the token read an ad account's objects and insights.
@@ -190,9 +191,14 @@ class TokenHealth:
                         f"{self.base}/{path}", params=params, timeout=self._timeout, allow_redirects=False
                     )
             except requests.RequestException as exc:
-                if attempt == TRIES:
-                    host = self.base.split("/")[2].rpartition("@")[2]
-                    msg = f"Cannot reach {host} to check the access token ({type(exc).__name__}): check api_url"
+                if attempt == TRIES:  # worded as the streams word it (client.py); the URL (and its query) left out
+                    url = urllib.parse.urlsplit(self.base)
+                    host = f"{url.scheme}://{url.netloc.rpartition('@')[2]}"
+                    reason = connect_failure(exc) or type(exc).__name__
+                    msg = (
+                        f"Cannot connect to {host} ({reason}; {TRIES} attempts, checking the access token): check "
+                        "the setting api_url, and that this machine can reach that host"
+                    )
                     raise GraphAPIError(msg) from None
                 time.sleep(self._wait * attempt)
                 continue

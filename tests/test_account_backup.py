@@ -20,7 +20,7 @@ import pytest
 from tap_meta_ads_sandbox import FaultPlan
 
 from tests.tap_harness import base_config, discovered_catalog, duplicates, run_streaming, run_tap
-from tests.test_streams import EDGE_OF, PAGE_SIZES, key_of, records, truth
+from tests.test_streams import EDGE_OF, PAGE_SIZES, SMALL_STREAMS, key_of, records, truth
 
 ACCOUNTS = {"1001": 900, "1002": 700}
 ACCOUNT_IDS = ["act_1001", "1002"]
@@ -117,7 +117,7 @@ def test_an_activity_key_does_not_depend_on_the_fields_selected(make_sandbox):
 # -- the small full-table streams: kill -9 and resume -----------------------------------------------
 
 
-@pytest.mark.parametrize("stream", ["custom_audiences", "saved_audiences", "ads_pixels", "adrules"])
+@pytest.mark.parametrize("stream", SMALL_STREAMS)
 def test_small_streams_killed_after_a_checkpoint_resume_from_the_cursor(make_sandbox, stream):
     accounts = {"1001": 2400, "1002": 1200}
     sandbox = make_sandbox(accounts=accounts)
@@ -174,6 +174,20 @@ def test_a_custom_audience_rule_meta_cannot_serve_is_left_out_with_one_line(make
     assert len(lines) == 2 and all("WARNING" in line for line in lines)  # one per account
     summary = run.summary()
     assert [p["dropped_fields"] for p in summary["partitions"]] == [["rule"], ["rule"]]
+
+
+def test_a_field_refused_to_the_token_is_left_out_with_one_line(make_sandbox):
+    sandbox = make_sandbox(accounts=ACCOUNTS)
+    sandbox.set_token(OTHER, denied_fields=["rule"])
+    run = run_tap({**config(sandbox, page_size=10), "access_token": OTHER}, streams=["custom_audiences"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    expected = truth(sandbox, "custom_audiences")
+    got = records(run, "custom_audiences")
+    assert {(r["id"],) for r in got} == set(expected) and all("rule" not in r for r in got)
+    lines = [line for line in run.stderr.splitlines() if "Meta does not serve rule of custom_audiences" in line]
+    assert len(lines) == 2 and all("permission refused" in line and "200" in line for line in lines)
+    assert [p["dropped_fields"] for p in run.summary()["partitions"]] == [["rule"], ["rule"]]
+    assert_token_nowhere(run, OTHER)
 
 
 def test_custom_audience_rules_are_kept_where_meta_serves_them(make_sandbox):
@@ -428,3 +442,13 @@ def test_the_inspected_token_is_never_logged_even_at_debug(make_sandbox):
     assert "| DEBUG " in run.stderr  # (urllib3 logs each request's URL at DEBUG: not that one)
     assert "input_token" not in run.stderr
     assert_token_nowhere(run, SOON)
+
+
+def test_an_unreachable_api_is_one_line_at_the_token_check(refusing_port):
+    cfg = base_config(f"http://127.0.0.1:{refusing_port}", ACCOUNT_IDS, check_token=True, **FAST)
+    run = run_tap(cfg, streams=["adlabels"])
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, run.stderr[-3000:]
+    assert f"Cannot connect to http://127.0.0.1:{refusing_port} (connection refused; 3 attempts" in errors[0]
+    assert "input_token" not in run.stderr and "sandbox-token" not in run.stderr

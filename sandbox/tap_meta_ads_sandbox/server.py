@@ -287,6 +287,7 @@ class SandboxApp:
             default_limit=DEFAULT_LIMIT,
             cursor_ttl=self.config.cursor_ttl_seconds,
         )
+        self.tokens.check_fields(token, query.fields, coll.node_type)
         self._check_page_budget(edge.name, coll, query, edge.page_budget_bytes)
         chunks, rows = self._page_body(req, edge=edge.name, account_id=account_id, coll=coll, query=query, now=int(now))
         return Reply(200, chunks, {**usage, "facebook-api-version": m["version"]}), rows

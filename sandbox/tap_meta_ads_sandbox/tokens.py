@@ -38,6 +38,9 @@ class TokenProfile:
     accounts: tuple[str, ...] | None = None
     #: Whether this token may call ``debug_token`` (an app developer's token may; others get code 100).
     can_inspect: bool = True
+    #: Fields Meta refuses to this token (its user lacks the permission they need): code 200 for any request
+    #: asking for one. Airbyte dropped custom conversions' ``pixel`` for such a refusal (airbytehq/airbyte#18045).
+    denied_fields: tuple[str, ...] = ()
     app_id: str = "246813579024680"
     user_id: str = "100001"
 
@@ -51,7 +54,7 @@ class TokenProfile:
         if unknown:
             raise ValueError(f"unknown token profile key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
         values = dict(doc)
-        for key in ("scopes", "accounts"):
+        for key in ("scopes", "accounts", "denied_fields"):
             if values.get(key) is not None:
                 values[key] = tuple(str(v) for v in values[key])
         return replace(cls(), **values)
@@ -115,6 +118,18 @@ class Tokens:
             raise GraphError(400, 200, "(#200) Ad account owner has NOT granted ads_management or ads_read permission")
         if entry.profile.accounts is not None and account_id not in entry.profile.accounts:
             raise unsupported_get(f"act_{account_id}")
+
+    def check_fields(self, token: str, fields: tuple[str, ...], node_type: str) -> None:
+        """Raise Meta's permission error when the token may not read one of these fields; pass otherwise."""
+        entry = self._tokens.get(token)
+        denied = [f for f in fields if entry is not None and f in entry.profile.denied_fields]
+        if denied:
+            raise GraphError(
+                400,
+                200,
+                f"(#200) Requires business_management permission to access field ({denied[0]}) on node type "
+                f"({node_type})",
+            )
 
     def debug(self, caller: str, input_token: str | None, now: float) -> dict[str, Any]:
         """The ``debug_token`` answer for ``input_token``, asked by ``caller``."""
