@@ -47,6 +47,10 @@ K = TypeVar("K", bound=Hashable)
 _POLL_SECONDS = 0.2
 
 
+class RunStoppedError(RuntimeError):
+    """A partition was asked for after the run's fetchers were stopped (the writer failed earlier)."""
+
+
 @dataclass(frozen=True)
 class _Failed:
     """A fetcher's exception, delivered to the writer in the place it happened."""
@@ -83,6 +87,7 @@ class _Feed(Generic[T]):
         self._bytes = 0  # the size of the items fetched and not yet taken
         self.stalled = False  # the fetcher waits for the writer to make room
         self._done = False
+        self._cancelled = False  # the writer left this partition before its end (``cancel``)
         self._stop = stop
         self._on_proven = on_proven
         self.current = False  # the writer is draining this partition: exempt from the run-wide byte bound
@@ -102,13 +107,17 @@ class _Feed(Generic[T]):
                     self._on_proven()
                     return
                 last = self._bounds.size(item)  # type: ignore[arg-type]  # anything but _END is a T
-                self._bounds.add(last)
                 with self._room:
+                    if self._cancelled:  # nobody will take it: it must not count against the run's bound
+                        return
+                    self._bounds.add(last)
                     self._bytes += last
-                self._queue.put((item, last))
+                    self._queue.put((item, last))
                 produced += 1
                 if produced == self._proven_after or getattr(item, "proves_run", False):
                     self._on_proven()  # e.g. a report run Meta accepted proves the token and fields at once
+            # the run is stopping: a writer that still drains this partition gets that, not a wait forever
+            self._queue.put(_Failed(RunStoppedError("the run stopped before this partition was read to its end")))
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it in order
             self._queue.put(_Failed(exc))
         finally:
@@ -122,7 +131,7 @@ class _Feed(Generic[T]):
     def _wait_for_room(self, last: int) -> bool:
         """Take a slot, waiting for the writer; ``False`` when the run is stopping."""
         with self._room:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._cancelled:
                 if self._bounds.room(self._slots, self._bytes, last, current=self.current):
                     self._slots += 1
                     self.stalled = False
@@ -153,6 +162,25 @@ class _Feed(Generic[T]):
                 self.stalled = False  # until the fetcher has looked at the room made
                 self._room.notify_all()
             yield item
+
+    def cancel(self) -> None:
+        """The writer leaves this partition before its end (a record limit, a stream stopped): stop its fetcher.
+
+        What waits in its queue is given back to the run-wide byte bound, so a partition left behind never
+        holds back the others.
+        """
+        with self._room:
+            self._cancelled = True
+            while True:
+                try:
+                    entry = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(entry, tuple):
+                    self._bounds.add(-entry[1])
+                    self._slots -= 1
+                    self._bytes -= entry[1]
+            self._room.notify_all()
 
     def settled(self, timeout: float) -> bool:
         """Wait until the fetcher can go no further without the writer (it waits for room, or is done)."""
@@ -247,13 +275,19 @@ class ReadAhead(Generic[K, T]):
         with self._lock:
             self._fill()
             feed = self._feeds.get(key) or self._start(key)  # a key out of order is read now, alone
+        finished = False
         try:
             yield from feed.drain()
+            finished = True
+        except GeneratorExit:  # the writer left this partition on purpose (e.g. a record limit): others go on
+            raise
         except BaseException as exc:
             if not self._isolated(exc):
                 self.close()  # the writer stops here: so does every fetcher
             raise
         finally:
+            if not finished:
+                feed.cancel()
             with self._lock:
                 self._feeds.pop(key, None)
                 self._fill()
