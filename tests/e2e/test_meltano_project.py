@@ -10,17 +10,16 @@ import yaml
 
 from tests.e2e.servers import ROOT, Meltano
 
-SDK_SETTINGS = {
-    "stream_maps",
-    "stream_map_config",
-    "faker_config",
-    "flattening_enabled",
-    "flattening_max_depth",
-    "flattening_max_key_length",
-    "flattening_separator",
-    "batch_config",
+#: JSON schema type -> Meltano kind. `number` is declared `kind: string`: Meltano 4.4.1 crashes on a
+#: `kind: decimal` setting from the environment (meltano.yml says why); the tap reads the text as a number.
+KINDS = {
+    "string": "string",
+    "array": "array",
+    "integer": "integer",
+    "number": "string",
+    "boolean": "boolean",
+    "object": "object",
 }
-KINDS = {"string": "string", "array": "array", "integer": "integer", "number": "decimal", "boolean": "boolean"}
 
 
 def _project() -> dict:
@@ -43,7 +42,7 @@ def test_extractor_settings_match_the_tap() -> None:
     schema = about["settings"]["properties"]
     tap = _plugin("extractors", "tap-meta-ads")
     settings = {s["name"]: s for s in tap["settings"]}
-    assert set(settings) == set(schema) - SDK_SETTINGS
+    assert set(settings) == set(schema)  # every setting, the SDK's own included
     for name, setting in settings.items():
         prop = schema[name]
         assert setting.get("sensitive", False) == prop.get("secret", False), name
