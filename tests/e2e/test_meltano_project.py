@@ -79,3 +79,20 @@ def test_meltano_reads_the_project(tmp_path: Path) -> None:
     assert "backup" in jobs
     schedules = meltano("schedule", "list", "--format=json").stdout
     assert "0 6 * * *" in schedules
+
+
+def test_meltano_adds_the_hub_definition_with_every_setting(tmp_path: Path) -> None:
+    """hub/extractors/tap-meta-ads.yml is a plugin definition Meltano takes (`meltano add --from-ref`)."""
+    meltano = Meltano(tmp_path, {}, project=tmp_path)
+    meltano("init", "fresh", "--no-usage-stats")
+    env = {"MELTANO_ENVIRONMENT": "dev", "TAP_META_ADS_BACKOFF_BASE_SECONDS": "0.5"}
+    project = Meltano(tmp_path, env, project=tmp_path / "fresh")
+    hub_file = ROOT / "hub" / "extractors" / "tap-meta-ads.yml"
+    project("add", "--plugin-type", "extractor", "tap-meta-ads", "--from-ref", str(hub_file), "--no-install")
+    added = yaml.safe_load((tmp_path / "fresh" / "meltano.yml").read_text())["plugins"]["extractors"]
+    assert [p["name"] for p in added] == ["tap-meta-ads"]
+    listed = project("config", "list", "tap-meta-ads", "--all").stdout
+    hub = yaml.safe_load(hub_file.read_text())
+    for setting in hub["settings"]:
+        assert f"{setting['name']} [env: TAP_META_ADS_{setting['name'].upper()}]" in listed
+    assert "current value: '0.5' (from the TAP_META_ADS_BACKOFF_BASE_SECONDS variable" in listed
