@@ -48,7 +48,9 @@ def test_extractor_settings_match_the_tap() -> None:
         assert setting.get("sensitive", False) == prop.get("secret", False), name
         types = [t for t in ([prop["type"]] if isinstance(prop["type"], str) else prop["type"]) if t != "null"]
         if setting["kind"] != "date_iso8601":
-            assert setting["kind"] == KINDS[types[0]], name
+            expected = KINDS[types[0]]
+            why = " (a number: Meltano 4.4.1 crashes on kind decimal from the environment, see meltano.yml)"
+            assert setting["kind"] == expected, f"{name}: kind {expected}{why if types[0] == 'number' else ''}"
         if "default" in prop and "value" in setting:
             assert setting["value"] == prop["default"], name
     assert set(about["capabilities"]) >= set(tap["capabilities"])
