@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime
-import decimal
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from singer_sdk import Tap
@@ -257,10 +255,10 @@ class TapMetaAds(Tap):
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Add the checks JSON schema cannot express, with one line naming each setting.
 
-        Numbers written as text are read as numbers first (:func:`numbers_from_text`): that is how a
+        Numbers written as text are read as numbers first (``inputs.numbers_from_text``): that is how a
         ``number`` setting arrives from ``TAP_META_ADS_<SETTING>``, ``.env`` or ``--config ENV``.
         """
-        self._config = numbers_from_text(self._config, self.config_jsonschema)
+        self._config = inputs.numbers_from_text(self._config, self.config_jsonschema)
         errors = config_problems(self._config) or super()._validate_config(raise_errors=False)
         if errors and raise_errors:
             raise ConfigValidationError(errors[0], errors=errors)
@@ -295,33 +293,6 @@ class TapMetaAds(Tap):
                     ", ".join(unknown),
                 )
         super().load_state(state)
-
-
-def numbers_from_text(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The config with each ``number`` setting given as text (``"0.5"``) read as a ``Decimal``.
-
-    Why: neither way of setting a number from the environment delivers one. The SDK's ``--config ENV``
-    casts integers, booleans, arrays and objects from their text but leaves a ``number`` as a string;
-    and under Meltano 4.4.1 a ``kind: decimal`` setting read from the environment or ``.env`` crashes
-    Meltano itself ("Object of type Decimal is not JSON serializable", see ``meltano.yml``), so our
-    ``meltano.yml`` declares number settings as ``kind: string`` and Meltano passes their text on.
-    ``Decimal`` is what the SDK reads a JSON config's non-integer numbers as, so every way a number
-    arrives ends the same. Text that is not a finite number is left as it is, for the schema's
-    validation to name the setting.
-    """
-    converted = dict(config)
-    for name, prop in schema.get("properties", {}).items():
-        value = config.get(name)
-        types = prop.get("type", [])
-        if not isinstance(value, str) or "number" not in ([types] if isinstance(types, str) else types):
-            continue
-        try:
-            number = decimal.Decimal(value.strip())
-        except decimal.InvalidOperation:
-            continue
-        if number.is_finite():
-            converted[name] = number
-    return converted
 
 
 def config_problems(config: dict[str, Any]) -> list[str]:

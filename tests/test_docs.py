@@ -48,6 +48,28 @@ def test_every_page_starts_with_a_title_and_the_nav_names_every_page_of_this_iss
         assert (ROOT / "docs" / page).read_text().startswith("# "), page
 
 
+def streams_table(page: Path) -> dict[str, list[str]]:
+    """The streams table of a page by stream name: [edge, key, replication] (the notes may differ)."""
+    lines = page.read_text().splitlines()
+    start = lines.index("| stream | Graph API edge | key | replication | notes |") + 2
+    rows = {}
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        rows[cells[0]] = cells[1:4]
+    return rows
+
+
+def test_the_docs_streams_table_says_what_the_readmes_says() -> None:
+    """The README's table is checked against the catalog (tests/test_readme_coverage.py); the docs' must match it."""
+    readme, docs = streams_table(ROOT / "README.md"), streams_table(ROOT / "docs" / "streams.md")
+    assert list(docs) == list(readme)
+    for stream, cells in readme.items():
+        edge, key, replication = docs[stream]
+        assert (edge.startswith(cells[0]), key, replication.startswith(cells[2])) == (True, cells[1], True), stream
+
+
 def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     shutil.copy2(ROOT / "mkdocs.yml", tmp_path / "mkdocs.yml")

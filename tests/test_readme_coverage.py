@@ -1,25 +1,20 @@
-"""The streams tables (README, docs/streams.md) say what the tap's catalog says: streams, edges, keys, replication."""
+"""The README's coverage table says what the tap's catalog says: streams, edges, keys, replication."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import pytest
-
 from tap_meta_ads.streams import STREAM_TYPES
 from tests.tap_harness import discovered_catalog
 
-ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
-#: The README's short table and the docs' table with the longer notes.
-TABLES = pytest.mark.parametrize("page", [README, ROOT / "docs" / "streams.md"], ids=["README", "docs"])
+README = Path(__file__).resolve().parent.parent / "README.md"
 HEADER = "| stream | Graph API edge | key | replication | notes |"
 
 
-def coverage_rows(page: Path = README) -> dict[str, list[str]]:
+def coverage_rows() -> dict[str, list[str]]:
     """The table's rows by stream name: [edge, key, replication, notes]."""
-    lines = page.read_text().splitlines()
+    lines = README.read_text().splitlines()
     start = lines.index(HEADER) + 2  # skip the header and its |---| line
     rows: dict[str, list[str]] = {}
     for line in lines[start:]:
@@ -30,9 +25,8 @@ def coverage_rows(page: Path = README) -> dict[str, list[str]]:
     return rows
 
 
-@TABLES
-def test_the_coverage_table_matches_the_catalog(page: Path):
-    rows = coverage_rows(page)
+def test_the_coverage_table_matches_the_catalog():
+    rows = coverage_rows()
     catalog = {s["tap_stream_id"]: s for s in discovered_catalog()["streams"]}
     assert set(rows) == set(catalog)
     edges = {t.name: t for t in STREAM_TYPES}
@@ -55,9 +49,8 @@ def test_the_coverage_table_matches_the_catalog(page: Path):
         assert ("filtered by the tap" in replication) == (bool(replication_key) and not declared.server_filtering)
 
 
-@TABLES
-def test_the_table_names_each_schema_file(page: Path):
-    schemas = {p.stem for p in (ROOT / "tap_meta_ads" / "schemas").glob("*.json")}
+def test_the_table_names_each_schema_file():
+    schemas = {p.stem for p in (README.parent / "tap_meta_ads" / "schemas").glob("*.json")}
     schemas.discard("insights_breakdowns")  # the breakdown columns custom reports add, not a stream
-    assert schemas == set(coverage_rows(page))
-    assert re.search(r"`tap_meta_ads/schemas/\{stream\}\.json`", page.read_text())
+    assert schemas == set(coverage_rows())
+    assert re.search(r"`tap_meta_ads/schemas/\{stream\}\.json`", README.read_text())

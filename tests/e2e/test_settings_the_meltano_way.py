@@ -99,11 +99,11 @@ def test_every_kind_through_dotenv_and_config_set(
     project = copied_project(workdir)
     meltano = make_meltano(sandbox_url_port=1, project=project, TAP_META_ADS__SELECT='["ads.*"]')
     settings = every_kind(sandbox)
-    # through `.env`: the decimal settings, the boolean and the array (an .env line is text, as a variable)
-    in_dotenv = ["backoff_base_seconds", "backoff_max_seconds", "flattening_enabled", "account_ids"]
+    # through `.env`: a decimal, the boolean and the array (an .env line is text, as a variable)
+    in_dotenv = ["backoff_base_seconds", "flattening_enabled", "account_ids"]
     (project / ".env").write_text("".join(f"TAP_META_ADS_{n.upper()}='{settings[n]}'\n" for n in in_dotenv))
-    # through `meltano config set`: the string, the integers and the object
-    for name in ("api_url", "page_size", "flattening_max_depth", "stream_maps"):
+    # through `meltano config set`: the string, the integers, the object and a decimal
+    for name in ("api_url", "page_size", "flattening_max_depth", "stream_maps", "backoff_max_seconds"):
         meltano("config", "set", "tap-meta-ads", name, settings[name])
 
     shown = json.loads(meltano("config", "print", "tap-meta-ads", "--format=json").stdout)
