@@ -9,11 +9,16 @@ user sees: the file, what is wrong, and where (line and column for JSON).
 
 What only the tap can judge - bookmarks of streams it does not have, partitions that are not its
 own - is checked by :func:`check_state_for_streams` once the streams exist (``Tap.load_state``).
+
+Settings given as text where the schema wants a number (from the environment, ``.env``, or Meltano,
+which declares them ``kind: string``) are read as numbers by :func:`numbers_from_text` before the
+config is validated (``TapMetaAds._validate_config``).
 """
 
 from __future__ import annotations
 
 import datetime
+import decimal
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -274,3 +279,30 @@ def _bookmark_time_problem(stream: Stream, state: Mapping[str, Any]) -> str | No
     except (TypeError, ValueError):
         return f'"replication_key_value" {json.dumps(value)} is not an ISO 8601 time'
     return None
+
+
+def numbers_from_text(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with each ``number`` setting given as text (``"0.5"``) read as a ``Decimal``.
+
+    Why: neither way of setting a number from the environment delivers one. The SDK's ``--config ENV``
+    casts integers, booleans, arrays and objects from their text but leaves a ``number`` as a string;
+    and under Meltano 4.4.1 a ``kind: decimal`` setting read from the environment or ``.env`` crashes
+    Meltano itself ("Object of type Decimal is not JSON serializable", see ``meltano.yml``), so our
+    ``meltano.yml`` declares number settings as ``kind: string`` and Meltano passes their text on.
+    ``Decimal`` is what the SDK reads a JSON config's non-integer numbers as, so every way a number
+    arrives ends the same. Text that is not a finite number is left as it is, for the schema's
+    validation to name the setting.
+    """
+    converted = dict(config)
+    for name, prop in schema.get("properties", {}).items():
+        value = config.get(name)
+        types = prop.get("type", [])
+        if not isinstance(value, str) or "number" not in ([types] if isinstance(types, str) else types):
+            continue
+        try:
+            number = decimal.Decimal(value.strip())
+        except decimal.InvalidOperation:
+            continue
+        if number.is_finite():
+            converted[name] = number
+    return converted

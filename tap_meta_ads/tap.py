@@ -358,8 +358,11 @@ class TapMetaAds(Tap):
         The schema's validation runs first in every mode: it is what fills in the defaults, so ``--discover``
         with a config that lacks optional settings works as a sync does. Problems raise in every mode too
         (the SDK only validates for a sync), as ``inputs.SettingsError``: one line per setting, the same
-        lines for ``--discover`` and a sync (``cli.run``).
+        lines for ``--discover`` and a sync (``cli.run``). Numbers written as text are read as numbers first
+        (``inputs.numbers_from_text``): that is how a ``number`` setting arrives from
+        ``TAP_META_ADS_<SETTING>``, ``.env`` or ``--config ENV``.
         """
+        self._config = inputs.numbers_from_text(self._config, self.config_jsonschema)
         schema_errors = super()._validate_config(raise_errors=False)
         errors = config_problems(self._config) or schema_errors
         if errors:

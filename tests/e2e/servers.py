@@ -91,7 +91,15 @@ def _stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
 class Sandbox:
     """The Graph API sandbox as a subprocess (`tap-meta-ads-sandbox`), with its control endpoints."""
 
-    def __init__(self, accounts: dict[str, int], *, log_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        accounts: dict[str, int],
+        *,
+        log_dir: Path,
+        extra_args: tuple[str, ...] = (),
+        executable: Path = SANDBOX,
+    ) -> None:
+        """Start `executable` (the repository's sandbox, or one installed elsewhere) on a free port."""
         self.accounts = accounts
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -99,7 +107,7 @@ class Sandbox:
         self._log = (log_dir / f"sandbox-{self.port}.log").open("wb")
         self.proc = subprocess.Popen(
             [
-                str(require(SANDBOX)),
+                str(require(executable)),
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -10,17 +10,16 @@ import yaml
 
 from tests.e2e.servers import ROOT, Meltano
 
-SDK_SETTINGS = {
-    "stream_maps",
-    "stream_map_config",
-    "faker_config",
-    "flattening_enabled",
-    "flattening_max_depth",
-    "flattening_max_key_length",
-    "flattening_separator",
-    "batch_config",
+#: JSON schema type -> Meltano kind. `number` is declared `kind: string`: Meltano 4.4.1 crashes on a
+#: `kind: decimal` setting from the environment (meltano.yml says why); the tap reads the text as a number.
+KINDS = {
+    "string": "string",
+    "array": "array",
+    "integer": "integer",
+    "number": "string",
+    "boolean": "boolean",
+    "object": "object",
 }
-KINDS = {"string": "string", "array": "array", "integer": "integer", "number": "decimal", "boolean": "boolean"}
 
 
 def _project() -> dict:
@@ -43,13 +42,15 @@ def test_extractor_settings_match_the_tap() -> None:
     schema = about["settings"]["properties"]
     tap = _plugin("extractors", "tap-meta-ads")
     settings = {s["name"]: s for s in tap["settings"]}
-    assert set(settings) == set(schema) - SDK_SETTINGS
+    assert set(settings) == set(schema)  # every setting, the SDK's own included
     for name, setting in settings.items():
         prop = schema[name]
         assert setting.get("sensitive", False) == prop.get("secret", False), name
         types = [t for t in ([prop["type"]] if isinstance(prop["type"], str) else prop["type"]) if t != "null"]
         if setting["kind"] != "date_iso8601":
-            assert setting["kind"] == KINDS[types[0]], name
+            expected = KINDS[types[0]]
+            why = " (a number: Meltano 4.4.1 crashes on kind decimal from the environment, see meltano.yml)"
+            assert setting["kind"] == expected, f"{name}: kind {expected}{why if types[0] == 'number' else ''}"
         if "default" in prop and "value" in setting:
             assert setting["value"] == prop["default"], name
     assert set(about["capabilities"]) >= set(tap["capabilities"])
@@ -80,3 +81,20 @@ def test_meltano_reads_the_project(tmp_path: Path) -> None:
     assert "backup" in jobs
     schedules = meltano("schedule", "list", "--format=json").stdout
     assert "0 6 * * *" in schedules
+
+
+def test_meltano_adds_the_hub_definition_with_every_setting(tmp_path: Path) -> None:
+    """hub/extractors/tap-meta-ads.yml is a plugin definition Meltano takes (`meltano add --from-ref`)."""
+    meltano = Meltano(tmp_path, {}, project=tmp_path)
+    meltano("init", "fresh", "--no-usage-stats")
+    env = {"MELTANO_ENVIRONMENT": "dev", "TAP_META_ADS_BACKOFF_BASE_SECONDS": "0.5"}
+    project = Meltano(tmp_path, env, project=tmp_path / "fresh")
+    hub_file = ROOT / "hub" / "extractors" / "tap-meta-ads.yml"
+    project("add", "--plugin-type", "extractor", "tap-meta-ads", "--from-ref", str(hub_file), "--no-install")
+    added = yaml.safe_load((tmp_path / "fresh" / "meltano.yml").read_text())["plugins"]["extractors"]
+    assert [p["name"] for p in added] == ["tap-meta-ads"]
+    listed = project("config", "list", "tap-meta-ads", "--all").stdout
+    hub = yaml.safe_load(hub_file.read_text())
+    for setting in hub["settings"]:
+        assert f"{setting['name']} [env: TAP_META_ADS_{setting['name'].upper()}]" in listed
+    assert "current value: '0.5' (from the TAP_META_ADS_BACKOFF_BASE_SECONDS variable" in listed

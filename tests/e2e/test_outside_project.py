@@ -1,28 +1,32 @@
-"""Issue 11: a user's own Meltano project, outside this repository, installing the tap and the guard from wheels.
+"""Issues 11 and 20: the built wheels, outside this repository: a fresh venv, and a user's own Meltano project.
 
 Editable installs (`pip_url: -e .`) hide packaging faults: a schema file left out of the wheel, a missing
-entry point, an undeclared dependency that the repository's venv happens to have. Here both distributions
-are built as wheels from the tracked files, a fresh project is made with `meltano init` in a temporary
-folder, the README's plugin block is pasted into it with `pip_url` pointing at the wheels, and
-`meltano run tap-meta-ads target-gcs` backs the sandbox up to the GCS emulator: every ad lands, the guard
-verifies it, Meltano keeps the state, and neither plugin warns.
+entry point, an undeclared dependency that the repository's venv happens to have. Here the three
+distributions are built as wheels from the tracked files (`tests/packaging.py`); the sandbox runs from its
+wheel in a venv of its own; a fresh project is made with `meltano init` in a temporary folder, the
+README's plugin block is pasted into it with `pip_url` pointing at the wheels, and `meltano run
+tap-meta-ads target-gcs` backs the sandbox up to the GCS emulator: every ad lands, the guard verifies it,
+Meltano keeps the state, and neither plugin warns. The tap's venv that Meltano built from the wheel
+(fresh, no editable install, no sandbox in it) then runs `--about`, `--discover` and a sync on its own.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.e2e.conftest import BUCKET, bookmarks, truth_by_id
+from tests.e2e.conftest import ACCOUNTS, BUCKET, bookmarks, truth_by_id
 from tests.e2e.own_warnings import own_warnings
 from tests.e2e.servers import ROOT, SANDBOX_TOKEN, GcsEmulator, Meltano, Sandbox
+from tests.packaging import DISTRIBUTIONS, build
 
-GUARD_DIR = "target-gcs-guard"
 README_SECTION = "### Add it to your own Meltano project"
 PREFIX = "meta-ads"
 
@@ -36,35 +40,30 @@ def readme_plugin_block() -> dict:
     return yaml.safe_load(match[1])
 
 
-def build_wheel(source: Path, out: Path) -> Path:
-    """`pip wheel --no-deps` of a copy of the tracked files (no build litter in the repository)."""
-    copy = out / f"src-{source.name}"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=source, capture_output=True, check=True, text=True
-    ).stdout.split("\0")
-    for name in filter(None, tracked):
-        if (source / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / name, copy / name)
-    before = set(out.glob("*.whl"))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(copy)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = set(out.glob("*.whl")) - before
-    return wheel
+@pytest.fixture
+def wheels(workdir: Path) -> dict[str, Path]:
+    """The wheel of each distribution, built from the tracked files."""
+    out = workdir / "wheels"
+    out.mkdir()
+    return {name: build(folder, out, "wheel")[0] for name, folder in DISTRIBUTIONS.items()}
 
 
-def test_a_fresh_meltano_project_installs_the_wheels_and_backs_up(
-    sandbox: Sandbox, gcs: GcsEmulator, workdir: Path
+@pytest.fixture
+def sandbox_from_its_wheel(workdir: Path, wheels: dict[str, Path]) -> Iterator[Sandbox]:
+    """The sandbox installed from its wheel alone (it needs the standard library only) and started."""
+    venv = workdir / "sandbox-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--no-deps"]
+    subprocess.run([*pip, str(wheels["tap-meta-ads-sandbox"])], check=True, timeout=300)
+    server = Sandbox(ACCOUNTS, log_dir=workdir, executable=venv / "bin" / "tap-meta-ads-sandbox")
+    yield server
+    server.stop()
+
+
+def test_the_wheels_install_and_back_up_outside_the_repository(
+    sandbox_from_its_wheel: Sandbox, gcs: GcsEmulator, workdir: Path, wheels: dict[str, Path]
 ) -> None:
-    wheels = workdir / "wheels"
-    wheels.mkdir()
-    tap_wheel = build_wheel(ROOT, wheels)
-    guard_wheel = build_wheel(ROOT / GUARD_DIR, wheels)
-
+    sandbox = sandbox_from_its_wheel
     home = workdir / "elsewhere"  # a temporary folder, not inside the repository
     home.mkdir()
     assert ROOT not in home.resolve().parents
@@ -84,8 +83,8 @@ def test_a_fresh_meltano_project_installs_the_wheels_and_backs_up(
 
     doc = yaml.safe_load((project / "meltano.yml").read_text())
     block = readme_plugin_block()
-    block["plugins"]["extractors"][0]["pip_url"] = str(tap_wheel)
-    block["plugins"]["loaders"][0]["pip_url"] = str(guard_wheel)
+    block["plugins"]["extractors"][0]["pip_url"] = str(wheels["tap-meta-ads"])
+    block["plugins"]["loaders"][0]["pip_url"] = str(wheels["target-gcs-guard"])
     doc["plugins"] = block["plugins"]
     (project / "meltano.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
@@ -105,6 +104,42 @@ def test_a_fresh_meltano_project_installs_the_wheels_and_backs_up(
     assert re.search(rf"verified gs://{BUCKET}/{PREFIX}/ads/\S+ \({len(truth)} records\)", output)
     state = meltano.state("dev:tap-meta-ads-to-target-gcs")
     assert set(bookmarks(state)) == {"1001", "1002"}
+
+    the_tap_alone_from_its_wheel(installed / "bin", sandbox, workdir)
+
+
+def the_tap_alone_from_its_wheel(bin_dir: Path, sandbox: Sandbox, workdir: Path) -> None:
+    """The venv Meltano built from the tap's wheel: no sandbox in it; --about, --discover and a sync."""
+    python, tap = bin_dir / "python", str(bin_dir / "tap-meta-ads")
+    probe = "import importlib.util as u; print(u.find_spec('tap_meta_ads_sandbox') is None)"
+    assert subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "True"
+    about = json.loads(subprocess.run([tap, "--about", "--format=json"], capture_output=True, check=True).stdout)
+    assert about["name"] == "tap-meta-ads"
+    config = workdir / "config.json"
+    config.write_text(
+        json.dumps({"access_token": SANDBOX_TOKEN, "account_ids": ["1001", "1002"], "api_url": sandbox.url})
+    )
+    catalog = json.loads(
+        subprocess.run([tap, "--config", str(config), "--discover"], capture_output=True, check=True).stdout
+    )
+    streams = {s["tap_stream_id"] for s in catalog["streams"]}
+    assert {"ads", "adsets", "campaigns", "ads_insights"} <= streams
+    for stream in catalog["streams"]:  # ads alone
+        for entry in stream["metadata"]:
+            if entry["breadcrumb"] == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] == "ads"
+    (workdir / "catalog.json").write_text(json.dumps(catalog))
+    sync = subprocess.run(
+        [tap, "--config", str(config), "--catalog", str(workdir / "catalog.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    messages = [json.loads(line) for line in sync.stdout.splitlines()]
+    records = [m["record"]["id"] for m in messages if m["type"] == "RECORD"]
+    assert sorted(records) == sorted(truth_by_id(sandbox))
+    assert messages[-1]["type"] == "STATE"
 
 
 def test_own_warnings_sees_a_plugin_warning_and_not_meltanos() -> None:

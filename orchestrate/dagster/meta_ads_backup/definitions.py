@@ -15,7 +15,7 @@ shard's step output carries the tap's run summary as metadata (records, requests
 id), visible per step in Dagster's UI, and as a materialization of the asset `meta_ads_backup/shard-<i>`,
 whose numbers Dagster keeps and plots night after night; a failed step carries the same in its failure.
 
-Why the steps call `meltano` instead of using dagster-meltano: see the README ("Scale out with Dagster").
+Why the steps call `meltano` instead of using dagster-meltano: see docs/scale-out.md.
 Dagster never imports the tap. No `from __future__ import annotations` here: Dagster reads the ops'
 annotations at run time (the context's type, the inputs' and outputs' types).
 """
