@@ -41,16 +41,13 @@ from singer_sdk.helpers.types import Context
 from typing_extensions import override
 
 from tap_meta_ads import checkpoint
+from tap_meta_ads.calls import CONNECT_TIMEOUT_SECONDS, without_query
 from tap_meta_ads.checkpoint import ResumePoint
-from tap_meta_ads.client import (
-    CONNECT_TIMEOUT_SECONDS,
-    AccountFetch,
-    GraphPage,
-    GraphStream,
-    retry_reason,
-    without_query,
-)
+from tap_meta_ads.client import GraphStream
 from tap_meta_ads.errors import GraphAPIError, TransientError
+from tap_meta_ads.pages import GraphPage
+from tap_meta_ads.partitions import AccountFetch
+from tap_meta_ads.retries import retry_reason
 from tap_meta_ads.usage import Pacer
 
 #: The partition-state key of the stored files' digests.

@@ -80,12 +80,16 @@ from typing_extensions import override
 
 from tap_meta_ads import checkpoint
 from tap_meta_ads.account_days import AccountZone, AccountZones
+from tap_meta_ads.calls import without_query
 from tap_meta_ads.chains import ReportRunCap, RunChains
 from tap_meta_ads.checkpoint import ResumePoint
-from tap_meta_ads.client import AccountFetch, CursorPaginator, GraphPage, GraphStream, retry_reason, without_query
+from tap_meta_ads.client import GraphStream
 from tap_meta_ads.errors import AccountSkippedError, GraphAPIError, ReportRunLostError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
+from tap_meta_ads.pages import CursorPaginator, GraphPage
+from tap_meta_ads.partitions import AccountFetch
 from tap_meta_ads.reconcile import Reconciliation
+from tap_meta_ads.retries import retry_reason
 
 LEVELS = ("ad", "adset", "campaign", "account")
 #: The object levels, coarse to fine: the order a failing report is split in.

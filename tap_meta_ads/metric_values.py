@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from tap_meta_ads.client import Paging, decode_page
+from tap_meta_ads.pages import Paging, decode_page
 
 Converter = Callable[[Any], Any]
 

@@ -17,7 +17,7 @@ from typing_extensions import override
 from tap_meta_ads import accounts, cli, inputs, redact
 from tap_meta_ads.account_days import AccountZones
 from tap_meta_ads.accounts import ACCOUNT_STATUSES, DEFAULT_ACCOUNT_STATUSES, AdAccount
-from tap_meta_ads.client import appsecret_proof
+from tap_meta_ads.calls import appsecret_proof
 from tap_meta_ads.insights import (
     ACTION_BREAKDOWNS,
     ATTRIBUTION_WINDOWS,

@@ -33,9 +33,10 @@ from typing import Any
 import requests
 
 from tap_meta_ads.accounts import account_id_of
-from tap_meta_ads.client import BearerAuth, appsecret_proof, server_time_of
+from tap_meta_ads.calls import BearerAuth, appsecret_proof
 from tap_meta_ads.errors import Action, GraphAPIError, GraphError, classify, connect_failure, parse_json_body
 from tap_meta_ads.monitor import RunMonitor
+from tap_meta_ads.pages import server_time_of
 
 #: Either permission lets the token read an ad account's objects and insights.
 ADS_SCOPES = frozenset({"ads_read", "ads_management"})

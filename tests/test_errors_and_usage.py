@@ -10,7 +10,7 @@ import time
 import msgspec
 import pytest
 
-from tap_meta_ads.client import CursorPaginator, GraphPage, rfc3339
+from tap_meta_ads.client import rfc3339
 from tap_meta_ads.errors import (
     Action,
     CursorRejectedError,
@@ -23,6 +23,7 @@ from tap_meta_ads.errors import (
     raise_for_error,
     retry_after_seconds,
 )
+from tap_meta_ads.pages import CursorPaginator, GraphPage
 from tap_meta_ads.redact import MASK, SecretFilter
 from tap_meta_ads.tap import TapMetaAds
 from tap_meta_ads.usage import LONGEST_WINDOW_SECONDS, Pacer, Usage

@@ -19,9 +19,9 @@ import requests
 from singer_sdk import singerlib
 from tap_meta_ads_sandbox import SandboxServer
 
-from tap_meta_ads.client import decode_page
 from tap_meta_ads.errors import GraphAPIError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
+from tap_meta_ads.pages import decode_page
 from tap_meta_ads.records import RecordWriter
 from tests.insights_helpers import ALL_FIELDS, SCHEMA, WINDOWS
 

@@ -158,7 +158,7 @@ def test_the_tap_reads_gzip_answers_exactly(make_sandbox):
     ],
 )
 def test_a_broken_answer_raises_what_the_retry_table_retries_and_the_next_call_reconnects(make_sandbox, fault, raised):
-    from tap_meta_ads.client import RETRIABLE_EXCEPTIONS
+    from tap_meta_ads.retries import RETRIABLE_EXCEPTIONS
 
     sandbox = make_sandbox(faults=FaultPlan.from_specs([f"{fault}@2"]))
     session = tap_session()
