@@ -30,7 +30,8 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from tap_meta_ads import schemas
 from tap_meta_ads.assets import AssetsStream
 from tap_meta_ads.client import GraphStream
-from tap_meta_ads.insights import InsightsStream, ReportSpec
+from tap_meta_ads.insights import InsightsStream
+from tap_meta_ads.reports import ReportSpec
 
 #: The action_type preset's fields: the ad, and every list of actions Meta breaks down by action type.
 ACTION_FIELDS = (

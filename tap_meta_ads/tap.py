@@ -18,15 +18,9 @@ from tap_meta_ads import accounts, cli, inputs, redact
 from tap_meta_ads.account_days import AccountZones
 from tap_meta_ads.accounts import ACCOUNT_STATUSES, DEFAULT_ACCOUNT_STATUSES, AdAccount
 from tap_meta_ads.calls import appsecret_proof
-from tap_meta_ads.insights import (
-    ACTION_BREAKDOWNS,
-    ATTRIBUTION_WINDOWS,
-    LEVELS,
-    InsightsStream,
-    report_problems,
-    reports_from_config,
-)
+from tap_meta_ads.insights import InsightsStream
 from tap_meta_ads.monitor import RunMonitor
+from tap_meta_ads.reports import ACTION_BREAKDOWNS, ATTRIBUTION_WINDOWS, LEVELS, report_problems, reports_from_config
 from tap_meta_ads.session import session_of_run
 from tap_meta_ads.streams import STREAM_TYPES
 from tap_meta_ads.token_health import TokenHealth
