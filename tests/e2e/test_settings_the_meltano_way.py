@@ -32,6 +32,9 @@ ACCOUNT = "1002"
 PAGE_SIZE = 37
 #: base 0.75 s with jitter x0.5-1.0 is at least 0.375 s, so the cap of 0.25 s is the wait, to the digit
 BACKOFF = {"backoff_base_seconds": "0.75", "backoff_max_seconds": "0.25"}
+#: the account's first call is the token check's look at the account (before any extraction); its second is the
+#: first page of ads, which gets the 503
+FAULT = f"act_{ACCOUNT}:http503@2"
 WAIT_LINE = f"Retrying ads account {ACCOUNT}: reason=transient:http503 attempt 1 of 11, waiting 0.25s"
 STREAM_MAPS = {"ads": {"name": "__NULL__"}}
 
@@ -55,7 +58,7 @@ def env_vars(settings: dict[str, str]) -> dict[str, str]:
 
 def run_and_check(meltano: Meltano, sandbox: Sandbox, jsonl: Path) -> None:
     """`meltano run` with one 503 first; then every setting's effect, as the module docstring lists."""
-    sandbox.control("POST", "faults", {"faults": ["http503@1"]})
+    sandbox.control("POST", "faults", {"faults": [FAULT]})
     sandbox.control("POST", "stats/reset")
     run = meltano("run", "tap-meta-ads", "target-jsonl", check=False)
     output = run.stdout + run.stderr
