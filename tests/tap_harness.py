@@ -105,6 +105,14 @@ def discovered_catalog() -> dict[str, Any]:
     return copy.deepcopy(_DISCOVERED[0])
 
 
+def about_json() -> dict[str, Any]:
+    """``tap-meta-ads --about --format=json`` of the installed console script (what Meltano and the Hub read)."""
+    script = Path(sys.executable).with_name("tap-meta-ads")
+    done = subprocess.run([str(script), "--about", "--format=json"], capture_output=True, text=True, check=True)
+    about: dict[str, Any] = json.loads(done.stdout)
+    return about
+
+
 def catalog_selecting(streams: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """A catalog with exactly ``streams`` selected (every property of each), as ``meltano select`` writes one."""
     catalog = discovered_catalog()

@@ -7,13 +7,14 @@ tap without regenerating fails here, with the command that fixes it.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from tests.tap_harness import about_json
 
 ROOT = Path(__file__).resolve().parent.parent
 README_MAX_LINES = 300
@@ -50,14 +51,7 @@ def test_the_readme_starts_with_the_two_commands() -> None:
 
 
 def test_the_hub_definition_lists_every_setting_of_the_tap() -> None:
-    about = json.loads(
-        subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "tap-meta-ads"), "--about", "--format=json"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    about = about_json()
     hub = yaml.safe_load((ROOT / "hub" / "extractors" / "tap-meta-ads.yml").read_text())
     assert {s["name"] for s in hub["settings"]} == set(about["settings"]["properties"])
     assert hub["capabilities"] == sorted(about["capabilities"])

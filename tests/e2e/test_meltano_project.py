@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import yaml
 
 from tests.e2e.servers import ROOT, Meltano
+from tests.tap_harness import about_json
 
 #: JSON schema type -> Meltano kind. `number` is declared `kind: string`: Meltano 4.4.1 crashes on a
 #: `kind: decimal` setting from the environment (meltano.yml says why); the tap reads the text as a number.
@@ -31,14 +31,7 @@ def _plugin(kind: str, name: str) -> dict:
 
 
 def test_extractor_settings_match_the_tap() -> None:
-    about = json.loads(
-        subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "tap-meta-ads"), "--about", "--format=json"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    about = about_json()
     schema = about["settings"]["properties"]
     tap = _plugin("extractors", "tap-meta-ads")
     settings = {s["name"]: s for s in tap["settings"]}
