@@ -28,7 +28,9 @@ The design (one home: this module, with the queues of ``prefetch.py``):
   SCHEMA, RECORD and STATE messages come in the order and with the meaning they had; resume points are
   unchanged. A chain far ahead of the writer waits when its queue is full: ``READ_AHEAD_BYTES`` per chain,
   and ``RUN_READ_AHEAD_BYTES`` over all chains together, from which the chain being written is exempt (so the
-  writer always gets its next page and memory stays flat however many accounts and streams the run has).
+  writer always gets its next page and memory stays flat however many accounts and streams the run has). Over
+  the run-wide bound a chain ahead of the writer does not even fetch a first item (one item can be a report
+  run's thousands of rows).
   Chains are bounded in bytes, not pages: a chain bounded in pages waits for the writer and long chains run
   one after another again.
 - Each ad account has one pacer shared by its chains (its budget is one, whatever the edge): usage headers

@@ -413,8 +413,9 @@ class _Plan:
     resumed: bool = False
 
 
-#: What a report row costs in a chain's queue, roughly (a row of every field as JSON): the byte bound's unit.
-ROW_BYTES_ESTIMATE = 1500
+#: What a report row costs in memory while it waits for the writer, roughly: a dict of every field with exact
+#: numbers and lists of actions (the run-wide byte bound's unit; see ``chains.py``).
+ROW_BYTES_ESTIMATE = 6000
 
 
 @dataclass
