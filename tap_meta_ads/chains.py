@@ -126,7 +126,7 @@ class RunChains:
     ) -> None:
         self.limit = int(config["max_concurrent_requests"])
         self.calls = threading.BoundedSemaphore(self.limit)
-        self.report_runs = ReportRunCap(int(config.get("insights_jobs_in_flight_total", 50)))
+        self.report_runs = ReportRunCap(int(config.get("insights_jobs_in_flight_total", 100)))
         self._config = config
         self._pacers: dict[str, Pacer] = {}
         self._lock = threading.Lock()

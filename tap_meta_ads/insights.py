@@ -742,6 +742,10 @@ class InsightsStream(GraphStream):
             paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
         return sorted(set(ids))
 
+    def is_written_now(self, context: Context) -> bool:
+        """Whether the writer is writing this account's report now (``chains.py``)."""
+        return self.run_chains().read_ahead.is_current((self.name, str(context["account_id"])))
+
     @property
     def report_runs_cap(self) -> ReportRunCap:
         """Report runs in flight over every account of the run (``insights_jobs_in_flight_total``)."""
@@ -872,7 +876,8 @@ class _Runner:
                 self.pending.append(Job(self.next_window, since, until))
                 self.open_parts[self.next_window] = 1
                 self.next_window += 1
-            if not self.cap.take(force=not self.running):  # the run's cap; one run per account always may
+            # the run's cap; the account being written, or one with no run in flight, always may
+            if not self.cap.take(force=not self.running or self.stream.is_written_now(self.context)):
                 return
             job = self.pending.popleft()
             try:

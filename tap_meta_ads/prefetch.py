@@ -292,6 +292,11 @@ class ReadAhead(Generic[K, T]):
                 self._feeds.pop(key, None)
                 self._fill()
 
+    def is_current(self, key: K) -> bool:
+        """Whether the writer is draining this partition now (it is exempt from run-wide bounds)."""
+        feed = self._feeds.get(key)
+        return feed is not None and feed.current
+
     def waiting_bytes(self) -> int:
         """The size of every item fetched and not yet taken, over all partitions (read by tests)."""
         return self._bounds.total
