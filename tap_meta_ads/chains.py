@@ -28,9 +28,7 @@ The design (one home: this module, with the queues of ``prefetch.py``):
   SCHEMA, RECORD and STATE messages come in the order and with the meaning they had; resume points are
   unchanged. A chain far ahead of the writer waits when its queue is full: ``READ_AHEAD_BYTES`` per chain,
   and ``RUN_READ_AHEAD_BYTES`` over all chains together, from which the chain being written is exempt (so the
-  writer always gets its next page and memory stays flat however many accounts and streams the run has). Over
-  the run-wide bound a chain ahead of the writer does not even fetch a first item (one item can be a report
-  run's thousands of rows).
+  writer always gets its next page and memory stays flat however many accounts and streams the run has).
   Chains are bounded in bytes, not pages: a chain bounded in pages waits for the writer and long chains run
   one after another again.
 - Each ad account has one pacer shared by its chains (its budget is one, whatever the edge): usage headers
@@ -38,8 +36,9 @@ The design (one home: this module, with the queues of ``prefetch.py``):
   account and no other.
 - Insights are chains too: each account's report runs are submitted and polled on its chain's thread, so the
   report runs of every account are in flight together, at most ``insights_jobs_in_flight`` per account and
-  ``insights_jobs_in_flight_total`` over the run (``ReportRunCap``); rows of a completed run wait in the
-  account's queue like pages, and the progress marks that STATE saves travel with them, in order.
+  ``insights_jobs_in_flight_total`` over the run (``ReportRunCap``). An account ahead of the writer submits
+  and polls, but reads a completed run's rows only once the writer reaches it (they wait at Meta, not in
+  memory); the progress marks that STATE saves travel with the rows, in order.
 - The first chain must read a few pages before the others start: a wrong token or version fails on one
   chain with one line. A fatal error stops every chain; an error of one account (``errors.ACCOUNT_SCOPED``)
   ends that account's chains only.

@@ -393,6 +393,7 @@ class Job:
     next_poll: float = 0.0
     percent: int = -1
     progress_at: float = 0.0
+    ready: bool = False  # complete at Meta, its rows not read yet (the account waits for the writer)
 
     def describe(self) -> str:
         """``2025-03-01..2025-03-07`` plus the scope, for log lines."""
@@ -416,6 +417,8 @@ class _Plan:
 #: What a report row costs in memory while it waits for the writer, roughly: a dict of every field with exact
 #: numbers and lists of actions (the run-wide byte bound's unit; see ``chains.py``).
 ROW_BYTES_ESTIMATE = 6000
+#: How often an account whose report runs are complete checks whether the writer has reached it.
+AWAIT_WRITER_SECONDS = 0.1
 
 
 @dataclass
@@ -838,6 +841,12 @@ class _Runner:
                 self.cap.give()
 
     def _loop(self) -> Iterator[_Rows | _Progress | _Proven]:
+        """Submit and poll while the account waits for the writer; read a completed run's rows once it is written.
+
+        An account ahead of the writer keeps its report runs in flight and polls them, but leaves the rows of a
+        completed run at Meta (``Job.ready``) until the writer reaches it: rows of accounts not being written
+        never wait in memory, however many accounts are ahead.
+        """
         proven = False
         while True:
             self._fill()
@@ -846,13 +855,33 @@ class _Runner:
             if not proven:
                 proven = True
                 yield _Proven()
-            job = min(self.running, key=lambda j: j.next_poll)
-            wait = job.next_poll - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                if not self._poll(job):
+            written_now = self.stream.is_written_now(self.context)
+            ready = [j for j in self.running if j.ready]
+            if ready and written_now:
+                job = ready[0]
+            else:
+                waiting = [j for j in self.running if not j.ready]
+                if not waiting:  # every run is complete: the writer is still on an earlier account
+                    time.sleep(AWAIT_WRITER_SECONDS)
                     continue
+                job = min(waiting, key=lambda j: j.next_poll)
+                wait = job.next_poll - time.monotonic()
+                if wait > 0:
+                    time.sleep(min(wait, AWAIT_WRITER_SECONDS) if ready else wait)
+                    if ready:
+                        continue
+                try:
+                    if not self._poll(job):
+                        continue
+                except _RunFailedError as exc:
+                    self.running.remove(job)
+                    self.cap.give()
+                    self._failed(job, exc)
+                    continue
+                job.ready = True
+                if not written_now:
+                    continue
+            try:
                 rows = self._collect(job)
             except _RunFailedError as exc:
                 self.running.remove(job)
@@ -904,7 +933,7 @@ class _Runner:
             msg = f"{self.stream.name}: Meta answered a report run request without a report_run_id ({str(body)[:200]})"
             raise GraphAPIError(msg)
         now = time.monotonic()
-        job.run_id, job.polls, job.percent, job.progress_at = run_id, 0, -1, now
+        job.run_id, job.polls, job.percent, job.progress_at, job.ready = run_id, 0, -1, now, False
         job.attempts += 1
         job.interval = self.stream.first_poll_seconds
         job.next_poll = now + job.interval

@@ -213,8 +213,8 @@ class _Bounds(Generic[T]):
         """Whether one more item may be fetched, with ``slots`` items of ``waiting_bytes`` not yet taken."""
         if slots >= self.depth:
             return False
-        if not current and self.max_total_bytes is not None and self.total + last > self.max_total_bytes:
-            return False  # not even a first item: one item can be a report run's thousands of rows
+        if not current and self.max_total_bytes is not None and last and self.total + last > self.max_total_bytes:
+            return False  # after a free item (a mark, or none yet) one more may come: a page, a report's progress
         return slots == 0 or self.max_bytes is None or waiting_bytes + last <= self.max_bytes
 
     def add(self, size: int) -> None:
