@@ -92,6 +92,7 @@ from tap_meta_ads.errors import AccountSkippedError, GraphAPIError, ReportRunLos
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.pages import CursorPaginator, GraphPage
 from tap_meta_ads.partitions import AccountFetch
+from tap_meta_ads.prefetch import WriterAt
 from tap_meta_ads.reconcile import Reconciliation
 from tap_meta_ads.reports import ALWAYS_RETURNED, ReportSpec, report_schema
 from tap_meta_ads.retries import retry_reason
@@ -159,6 +160,7 @@ class Job:
     next_poll: float = 0.0
     percent: int = -1
     progress_at: float = 0.0
+    ready: bool = False  # complete at Meta, its rows not read yet (the account waits for the writer)
 
     def describe(self) -> str:
         """``2025-03-01..2025-03-07`` plus the scope, for log lines."""
@@ -179,8 +181,11 @@ class _Plan:
     resumed: bool = False
 
 
-#: What a report row costs in a chain's queue, roughly (a row of every field as JSON): the byte bound's unit.
-ROW_BYTES_ESTIMATE = 1500
+#: What a report row costs in memory while it waits for the writer, roughly: a dict of every field with exact
+#: numbers and lists of actions (the run-wide byte bound's unit; see ``chains.py``).
+ROW_BYTES_ESTIMATE = 6000
+#: How often an account whose report runs are complete checks whether the writer has reached it.
+AWAIT_WRITER_SECONDS = 0.1
 
 
 @dataclass
@@ -189,6 +194,8 @@ class _Rows:
 
     rows: list[dict[str, Any]]
     body_bytes: int
+    #: read within room the chain reserved (``prefetch.ReadAhead.reserve``): the feed never holds the chain back
+    reserved: bool = True
 
 
 @dataclass
@@ -258,6 +265,8 @@ class InsightsStream(GraphStream):
         #: Each account's state as the run found it (main thread), planned into days on its chain's thread.
         self._chain_states: dict[str, dict[str, Any]] = {}
         self._day_plans: dict[str, _Plan | None] = {}
+        #: The last completed report run's rows in memory (bytes): what a run read ahead of the writer reserves.
+        self.last_run_bytes = 0
         self._page_with_retries: Callable[[AccountFetch, str, str | None], GraphPage] = self.request_decorator(
             self._results_page
         )
@@ -507,6 +516,18 @@ class InsightsStream(GraphStream):
             paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
         return sorted(set(ids))
 
+    def writer_at(self, context: Context) -> WriterAt:
+        """Whether the writer writes this account's report now, later, or never (``prefetch.WriterAt``)."""
+        return self.run_chains().read_ahead.writer_at((self.name, str(context["account_id"])))
+
+    def reserve_ahead(self, context: Context, size: int) -> bool:
+        """Room in the chain's and the run's byte bounds to read ``size`` bytes of rows ahead of the writer."""
+        return self.run_chains().read_ahead.reserve((self.name, str(context["account_id"])), size)
+
+    def release_ahead(self, size: int) -> None:
+        """Give back a ``reserve_ahead``."""
+        self.run_chains().read_ahead.release(size)
+
     @property
     def report_runs_cap(self) -> ReportRunCap:
         """Report runs in flight over every account of the run (``insights_jobs_in_flight_total``)."""
@@ -595,10 +616,20 @@ class _Runner:
         try:
             yield from self._loop()
         finally:
-            for _ in self.running:  # a run that stops early gives its report runs' places back
-                self.cap.give()
+            for job in self.running:  # a run that stops early gives its running report runs' places back
+                if not job.ready:
+                    self.cap.give()
 
     def _loop(self) -> Iterator[_Rows | _Progress | _Proven]:
+        """Submit and poll; read a completed run's rows when the writer is here or the run's byte bound has room.
+
+        An account ahead of the writer reads the rows of its completed runs only within the run-wide byte bound
+        (``ReadAhead.reserve``); beyond it they wait at Meta until the writer reaches the account. Reading rows
+        only once the writer was here made the rows of every account wait for the accounts before them: 50
+        accounts read their completed runs' pages one account after another (bench_accounts.py, 9.15x the
+        critical-path bound). Every wait here ends: the writer comes, or never will (``WriterAt.NEVER``: it
+        left or went past this account, or the run stopped), and the chain then ends.
+        """
         proven = False
         while True:
             self._fill()
@@ -607,24 +638,69 @@ class _Runner:
             if not proven:
                 proven = True
                 yield _Proven()
-            job = min(self.running, key=lambda j: j.next_poll)
-            wait = job.next_poll - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            try:
-                if not self._poll(job):
+            writer = self.stream.writer_at(self.context)
+            if writer is WriterAt.NEVER:
+                return  # nobody will take these rows; ``rows`` gives the report runs' places back
+            job = next((j for j in self.running if j.ready), None)
+            reserved = self._reserve(writer) if job is not None else None
+            if job is None or reserved is None:
+                job = self._poll_next(wait_for_writer=job is not None)
+                if job is None:
                     continue
+                reserved = self._reserve(self.stream.writer_at(self.context))
+                if reserved is None:
+                    continue
+            try:
                 rows = self._collect(job)
             except _RunFailedError as exc:
-                self.running.remove(job)
-                self.cap.give()
+                self.stream.release_ahead(reserved)
+                self.running.remove(job)  # its place in the cap was given back when it completed
                 self._failed(job, exc)
                 continue
             self.running.remove(job)
-            self.cap.give()
             self._finished(job, rows)
-            yield _Rows(rows, len(rows) * ROW_BYTES_ESTIMATE)
+            size = len(rows) * ROW_BYTES_ESTIMATE
+            self.stream.last_run_bytes = size
+            self.stream.release_ahead(reserved)  # the queue counts the rows' real size from here
+            yield _Rows(rows, size)
             yield from self._marks()
+
+    def _reserve(self, writer: WriterAt) -> int | None:
+        """Bytes reserved to read a completed run's rows now (0: the writer is here, nothing to reserve); None: wait."""
+        if writer is WriterAt.NOW:
+            return 0
+        if writer is WriterAt.NEVER:
+            return None
+        size = self.stream.last_run_bytes
+        return size if self.stream.reserve_ahead(self.context, size) else None
+
+    def _poll_next(self, *, wait_for_writer: bool) -> Job | None:
+        """Poll the run due first (waiting for it); the run if it just completed, else None.
+
+        ``wait_for_writer``: a completed run waits for the writer or for room, so the wait is short
+        (``AWAIT_WRITER_SECONDS``) and the caller looks again.
+        """
+        waiting = [j for j in self.running if not j.ready]
+        if not waiting:  # every run is complete: the writer is still on an earlier account
+            time.sleep(AWAIT_WRITER_SECONDS)
+            return None
+        job = min(waiting, key=lambda j: j.next_poll)
+        wait = job.next_poll - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, AWAIT_WRITER_SECONDS) if wait_for_writer else wait)
+            if wait_for_writer:
+                return None
+        try:
+            if not self._poll(job):
+                return None
+        except _RunFailedError as exc:
+            self.running.remove(job)
+            self.cap.give()
+            self._failed(job, exc)
+            return None
+        job.ready = True
+        self.cap.give()  # complete: it no longer runs at Meta, whether or not its rows wait there for room
+        return job
 
     def _fill(self) -> None:
         """Submit jobs while fewer than ``in_flight`` run, admitting windows only near the frontier."""
@@ -637,7 +713,8 @@ class _Runner:
                 self.pending.append(Job(self.next_window, since, until))
                 self.open_parts[self.next_window] = 1
                 self.next_window += 1
-            if not self.cap.take(force=not self.running):  # the run's cap; one run per account always may
+            # the run's cap; the account being written, or one with no run in flight, always may
+            if not self.cap.take(force=not self.running or self.stream.writer_at(self.context) is WriterAt.NOW):
                 return
             job = self.pending.popleft()
             try:
@@ -664,7 +741,7 @@ class _Runner:
             msg = f"{self.stream.name}: Meta answered a report run request without a report_run_id ({str(body)[:200]})"
             raise GraphAPIError(msg)
         now = time.monotonic()
-        job.run_id, job.polls, job.percent, job.progress_at = run_id, 0, -1, now
+        job.run_id, job.polls, job.percent, job.progress_at, job.ready = run_id, 0, -1, now, False
         job.attempts += 1
         job.interval = self.stream.first_poll_seconds
         job.next_poll = now + job.interval

@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from tap_meta_ads import checkpoint
 from tap_meta_ads.calls import without_query
-from tap_meta_ads.chains import RunChains, chains_of_run
+from tap_meta_ads.chains import RunChains, chains_of_run, end_run
 from tap_meta_ads.checkpoint import ResumePoint, SentIds
 from tap_meta_ads.errors import (
     AccountSkippedError,
@@ -117,6 +117,17 @@ class PartitionChains(RESTStream[str | None]):
                 yield from self.write_chain(context, account, chains.read_ahead.items((self.name, key)))
             finally:
                 counter.increment(account.stats.requests if account.started else 0)
+
+    @override
+    def log_sync_costs(self) -> None:
+        """The SDK's cost lines, then the end of the run's chains.
+
+        ``Tap.sync_all`` is final; it calls this for every stream once every stream has synced: the one hook
+        after the last stream. Chains nobody will write (the writer never reached them) stop here instead of
+        waiting for the process to exit.
+        """
+        super().log_sync_costs()
+        end_run(self._tap)
 
     def run_chains(self) -> RunChains:
         """The run's chains (``chains.py``): every partition of every selected stream, started once."""

@@ -34,6 +34,7 @@ writer stops for any reason, :meth:`ReadAhead.close` tells every fetcher to stop
 
 from __future__ import annotations
 
+import enum
 import queue
 import threading
 from collections.abc import Callable, Hashable, Iterator
@@ -45,6 +46,19 @@ K = TypeVar("K", bound=Hashable)
 
 #: How often a fetcher blocked on a full queue checks whether it should stop (seconds).
 _POLL_SECONDS = 0.2
+
+
+class WriterAt(enum.Enum):
+    """Where the writer is relative to one partition (``ReadAhead.writer_at``).
+
+    A producer that waits for the writer (an insights chain whose report runs are complete) asks this on
+    every turn of its wait, so the wait always ends: with the writer arriving (``NOW``) or never coming
+    (``NEVER``: the writer left the partition, went past it, or the run stopped).
+    """
+
+    NOW = "now"
+    LATER = "later"
+    NEVER = "never"
 
 
 class RunStoppedError(RuntimeError):
@@ -106,13 +120,16 @@ class _Feed(Generic[T]):
                     self._queue.put(_END)
                     self._on_proven()
                     return
-                last = self._bounds.size(item)  # type: ignore[arg-type]  # anything but _END is a T
+                size = self._bounds.size(item)  # type: ignore[arg-type]  # anything but _END is a T
+                # an item its producer made room for (``ReadAhead.reserve``): the producer reserves for the next
+                # one too, so the feed never holds it back (it still has report runs to submit and poll)
+                last = 0 if getattr(item, "reserved", False) else size
                 with self._room:
                     if self._cancelled:  # nobody will take it: it must not count against the run's bound
                         return
-                    self._bounds.add(last)
-                    self._bytes += last
-                    self._queue.put((item, last))
+                    self._bounds.add(size)
+                    self._bytes += size
+                    self._queue.put((item, size))
                 produced += 1
                 if produced == self._proven_after or getattr(item, "proves_run", False):
                     self._on_proven()  # e.g. a report run Meta accepted proves the token and fields at once
@@ -187,6 +204,11 @@ class _Feed(Generic[T]):
         with self._room:
             return self._room.wait_for(lambda: self.stalled or self._done, timeout)
 
+    def room_for(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit this partition's own bound (one item always does)."""
+        with self._room:
+            return self._bytes == 0 or self._bounds.max_bytes is None or self._bytes + size <= self._bounds.max_bytes
+
     def waiting(self) -> tuple[int, int]:
         """How many items are fetched and not yet taken, and their size."""
         with self._room:
@@ -213,14 +235,22 @@ class _Bounds(Generic[T]):
         """Whether one more item may be fetched, with ``slots`` items of ``waiting_bytes`` not yet taken."""
         if slots >= self.depth:
             return False
-        if not current and self.max_total_bytes is not None and slots and self.total + last > self.max_total_bytes:
-            return False
+        if not current and self.max_total_bytes is not None and last and self.total + last > self.max_total_bytes:
+            return False  # after a free item (a mark, or none yet) one more may come: a page, a report's progress
         return slots == 0 or self.max_bytes is None or waiting_bytes + last <= self.max_bytes
 
     def add(self, size: int) -> None:
         """Count bytes that started (positive) or stopped (negative) waiting for the writer."""
         with self.lock:
             self.total += size
+
+    def reserve(self, size: int) -> bool:
+        """Count ``size`` bytes about to be read ahead if the run-wide bound has room for them (``False``: none)."""
+        with self.lock:
+            if self.max_total_bytes is not None and self.total and self.total + size > self.max_total_bytes:
+                return False
+            self.total += size
+            return True
 
 
 def _no_size(_: object) -> int:
@@ -235,7 +265,8 @@ class ReadAhead(Generic[K, T]):
     Partitions after the first start once the first has produced ``proven_after`` items (or all).
 
     ``keys`` are the partitions in the order the writer will ask for them; ``produce(key)`` returns the
-    iterator of one partition's items, run on that partition's fetcher thread.
+    iterator of one partition's items, run on that partition's fetcher thread. ``group(key)``: the partitions
+    the writer leaves together when it leaves one of them early (a stream's).
     """
 
     def __init__(
@@ -250,6 +281,7 @@ class ReadAhead(Generic[K, T]):
         size: Callable[[T], int] = _no_size,
         isolated: Callable[[BaseException], bool] = lambda _exc: False,
         max_total_bytes: int | None = None,
+        group: Callable[[K], Hashable] = lambda key: key,
     ) -> None:
         if min(width, depth, proven_after) < 1:
             msg = f"width, depth and proven_after must be at least 1, got {width}, {depth} and {proven_after}"
@@ -259,12 +291,16 @@ class ReadAhead(Generic[K, T]):
             raise ValueError(msg)
         self._proven_after = proven_after
         self._isolated = isolated
+        self._group = group
         self._keys = keys
         self._produce = produce
         self._width = width
         self._bounds = _Bounds(depth, max_bytes, size, max_total_bytes)
         self._feeds: dict[K, _Feed[T]] = {}
         self._started: set[K] = set()
+        self._index = {key: i for i, key in enumerate(keys)}
+        self._left: set[K] = set()  # partitions the writer left (or went past): nobody will take their items
+        self._passed = 0  # index in keys up to which ``_pass_before`` has looked
         self._next = 0  # index in keys of the next partition to start
         self._proven = False
         self._stop = threading.Event()
@@ -273,13 +309,16 @@ class ReadAhead(Generic[K, T]):
     def items(self, key: K) -> Iterator[T]:
         """The items of one partition, in order, for the writer (the main thread)."""
         with self._lock:
+            self._pass_before(key)
             self._fill()
             feed = self._feeds.get(key) or self._start(key)  # a key out of order is read now, alone
         finished = False
         try:
             yield from feed.drain()
             finished = True
-        except GeneratorExit:  # the writer left this partition on purpose (e.g. a record limit): others go on
+        except GeneratorExit:  # the writer left on purpose (a record limit): it leaves the partition's group
+            with self._lock:
+                self._leave_group(key)
             raise
         except BaseException as exc:
             if not self._isolated(exc):
@@ -290,7 +329,64 @@ class ReadAhead(Generic[K, T]):
                 feed.cancel()
             with self._lock:
                 self._feeds.pop(key, None)
+                self._left.add(key)
                 self._fill()
+
+    def writer_at(self, key: K) -> WriterAt:
+        """Whether the writer drains this partition now, may later, or never will (see ``WriterAt``)."""
+        with self._lock:
+            if self._stop.is_set() or key in self._left:
+                return WriterAt.NEVER
+            feed = self._feeds.get(key)
+            return WriterAt.NOW if feed is not None and feed.current else WriterAt.LATER
+
+    def reserve(self, key: K, size: int) -> bool:
+        """Room for ``size`` bytes a producer is about to read ahead of the writer, in its partition and the run.
+
+        For an item that is read in many calls (a report run's rows) by a producer that must go on working while
+        it waits for room (submitting and polling report runs): it reserves before the calls, ``release`` s
+        just before it hands the item over (the queue then counts its real size), and marks the item
+        ``reserved`` so the feed does not hold the producer back before its next item.
+        """
+        feed = self._feeds.get(key)
+        if feed is not None and not feed.room_for(size):
+            return False
+        return self._bounds.reserve(size)
+
+    def release(self, size: int) -> None:
+        """Give back a ``reserve``."""
+        self._bounds.add(-size)
+
+    def _leave(self, key: K) -> None:
+        """Nobody will take this partition's items: its fetcher stops, its bytes are given back."""
+        self._left.add(key)
+        feed = self._feeds.pop(key, None)
+        if feed is not None:
+            feed.cancel()
+
+    def _leave_group(self, key: K) -> None:
+        """The writer left ``key`` before its end on purpose: the rest of its group is never asked for either.
+
+        The SDK stops the whole stream there (a record limit, as in ``--test``).
+        """
+        group = self._group(key)
+        for other in self._keys[self._passed :]:
+            if other != key and other not in self._left and self._group(other) == group:
+                self._leave(other)
+
+    def _pass_before(self, key: K) -> None:
+        """The writer asks for ``key``: the partitions before it that it never took, it never will.
+
+        (A stream stopped at a record limit, an account skipped.) Their fetchers stop and their bytes are given back.
+        """
+        index = self._index.get(key)
+        if index is None:  # a key out of order
+            return
+        while self._passed < index:
+            passed = self._keys[self._passed]
+            self._passed += 1
+            if passed not in self._left:
+                self._leave(passed)
 
     def waiting_bytes(self) -> int:
         """The size of every item fetched and not yet taken, over all partitions (read by tests)."""
@@ -316,10 +412,11 @@ class ReadAhead(Generic[K, T]):
         ):
             key = self._keys[self._next]
             self._next += 1
-            if key not in self._started:
+            if key not in self._started and key not in self._left:  # passed before it started: never
                 self._start(key)
 
     def _start(self, key: K) -> _Feed[T]:
+        self._left.discard(key)  # asked for again (out of order): read anew
         feed = _Feed(self._produce(key), self._bounds, self._proven_after, self._stop, self._proven_now)
         self._feeds[key] = feed
         self._started.add(key)

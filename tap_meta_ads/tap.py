@@ -281,10 +281,11 @@ class TapMetaAds(Tap):
         th.Property(
             "insights_jobs_in_flight_total",
             th.IntegerType(minimum=1, maximum=1000),
-            default=50,
+            default=100,
             title="Report runs in flight (run)",
             description="Async report runs in flight at once over every ad account of the run (each account "
-            "within insights_jobs_in_flight; an account with none running may always start one).",
+            "within insights_jobs_in_flight; the account being written, or one with none running, may always "
+            "start one). Meta states no fixed limit; its insights throttle header paces the calls.",
         ),
         th.Property(
             "insights_poll_interval_seconds",

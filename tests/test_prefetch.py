@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from tap_meta_ads.prefetch import ReadAhead
+from tap_meta_ads.prefetch import ReadAhead, WriterAt
 
 PAGES = {"a": 7, "b": 3, "c": 5, "d": 4, "e": 1}
 
@@ -191,3 +192,79 @@ def test_the_run_wide_byte_bound_holds_back_partitions_ahead_of_the_writer_but_n
     assert written == [(k, n) for k in keys for n in range(per_partition)]
     assert peak <= total + len(keys) * size + 10 * size  # the bound, one first item each, the written one's depth
     assert peak > total // 2  # the fetchers did run ahead
+
+
+def _waiting_for_the_writer(read_ahead, seen):
+    """A producer like an insights chain whose report runs are complete: it waits until the writer is here."""
+
+    def produce(key):
+        seen.setdefault("started", set()).add(key)
+        try:
+            yield (key, "proven")  # a first item, so the partitions after the first start
+            while True:
+                where = read_ahead[0].writer_at(key)
+                if where is not WriterAt.LATER:
+                    seen[key] = where
+                    if where is WriterAt.NOW:
+                        yield (key, "rows")
+                    return
+                time.sleep(0.01)  # what the chain does between looks (AWAIT_WRITER_SECONDS)
+        finally:  # it returned, or its fetcher stopped and closed it
+            seen.setdefault("ended", set()).add(key)
+
+    return produce
+
+
+def test_a_partition_the_writer_goes_past_or_leaves_with_its_stream_is_never_waited_for():
+    """No wait without an end: the writer leaving a stream early (a record limit) ends that stream's other
+    partitions, going past a partition ends it, and closing the run ends the rest."""
+    keys = [("s1", "a"), ("s1", "b"), ("s2", "a"), ("s2", "b"), ("s3", "a"), ("s3", "b")]
+    seen: dict = {}
+    holder: list = []
+    read_ahead = ReadAhead(
+        keys, _waiting_for_the_writer(holder, seen), width=6, depth=5, proven_after=1, group=lambda key: key[0]
+    )
+    holder.append(read_ahead)
+    first = read_ahead.items(("s1", "a"))
+    assert next(first) == (("s1", "a"), "proven")
+    first.close()  # the SDK's record limit: the writer leaves s1 after one item
+    assert list(read_ahead.items(("s2", "b"))) == [(("s2", "b"), "proven"), (("s2", "b"), "rows")]
+    read_ahead.close()  # the run's end (``chains.end_run``)
+    deadline = time.monotonic() + 10
+    while seen.get("ended") != seen["started"] and time.monotonic() < deadline:  # every producer must end
+        time.sleep(0.01)
+    assert seen.get("ended") == seen["started"]
+    # a partition left before its producer started never starts; one that started learns it is never written
+    assert seen.get(("s1", "a"), WriterAt.NEVER) is WriterAt.NEVER  # the writer left it after one item
+    assert seen.get(("s1", "b"), WriterAt.NEVER) is WriterAt.NEVER  # left with its stream
+    assert seen.get(("s2", "a"), WriterAt.NEVER) is WriterAt.NEVER  # the writer went past it
+    assert seen[("s2", "b")] is WriterAt.NOW
+    assert seen.get(("s3", "a"), WriterAt.NEVER) is WriterAt.NEVER  # the run ended before the writer came
+    assert seen.get(("s3", "b"), WriterAt.NEVER) is WriterAt.NEVER
+    assert read_ahead.waiting_bytes() == 0
+
+
+def test_room_reserved_ahead_of_the_writer_counts_in_the_chain_and_the_run():
+    """A chain that reads a report run's rows ahead of the writer reserves room first, within both bounds."""
+    keys = ["a", "b"]
+    gate = threading.Event()
+
+    def produce(key):
+        gate.wait(10)
+        yield key
+
+    read_ahead = ReadAhead(keys, produce, width=2, depth=5, proven_after=1, max_bytes=100, max_total_bytes=150)
+    try:
+        items = read_ahead.items("a")
+        assert read_ahead.reserve("a", 90)  # nothing waits yet: one item always fits
+        assert not read_ahead.reserve("b", 90)  # 180 would exceed the run's 150
+        assert read_ahead.waiting_bytes() == 90
+        read_ahead.release(90)
+        assert read_ahead.reserve("b", 120)
+        assert not read_ahead.reserve("a", 40)
+        read_ahead.release(120)
+        assert read_ahead.waiting_bytes() == 0
+        gate.set()
+        assert list(items) == ["a"]
+    finally:
+        read_ahead.close()
