@@ -73,6 +73,10 @@ class AccountFetch:
 class PartitionChains(RESTStream[str | None]):
     """The partitions of a stream as chains of the run (a mixin of ``GraphStream``)."""
 
+    #: Whether this stream's chains mostly wait on Meta (report runs) rather than call it: they then start in
+    #: a lane of their own (``chains.RunChains``), beside the chains that call, not behind them.
+    waits_on_meta: bool = False
+
     #: Declared here, set by ``client.GraphStream`` (the one class that combines the mixins).
     monitor: RunMonitor
     replication_key: str | None

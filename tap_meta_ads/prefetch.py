@@ -34,6 +34,7 @@ writer stops for any reason, :meth:`ReadAhead.close` tells every fetcher to stop
 
 from __future__ import annotations
 
+import collections
 import enum
 import queue
 import threading
@@ -90,7 +91,9 @@ class _Feed(Generic[T]):
         bounds: _Bounds[T],
         proven_after: int,
         stop: threading.Event,
+        *,
         on_proven: Callable[[], None],
+        on_done: Callable[[], None],
     ) -> None:
         self._items = items
         self._bounds = bounds
@@ -104,21 +107,27 @@ class _Feed(Generic[T]):
         self._cancelled = False  # the writer left this partition before its end (``cancel``)
         self._stop = stop
         self._on_proven = on_proven
+        self._on_done = on_done
         self.current = False  # the writer is draining this partition: exempt from the run-wide byte bound
         self._thread = threading.Thread(target=self._run, name="tap-meta-ads-fetcher", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        """Read the items into the queue.
+
+        Its last entry (the end, or a failure) is queued once the fetcher is done and has given its place to the
+        next partition, so a writer that sees it never finds that place still taken.
+        """
         produced = 0
         last = 0
+        final: object = None  # what ends the queue: _END, or a failure for the writer to raise
         try:
             while self._wait_for_room(last):
                 item = next(self._items, _END)
                 if item is _END:
                     with self._room:
                         self._slots -= 1  # the end of the items waits in no slot
-                    self._queue.put(_END)
-                    self._on_proven()
+                    final = _END
                     return
                 size = self._bounds.size(item)  # type: ignore[arg-type]  # anything but _END is a T
                 # an item its producer made room for (``ReadAhead.reserve``): the producer reserves for the next
@@ -134,16 +143,23 @@ class _Feed(Generic[T]):
                 if produced == self._proven_after or getattr(item, "proves_run", False):
                     self._on_proven()  # e.g. a report run Meta accepted proves the token and fields at once
             # the run is stopping: a writer that still drains this partition gets that, not a wait forever
-            self._queue.put(_Failed(RunStoppedError("the run stopped before this partition was read to its end")))
+            final = _Failed(RunStoppedError("the run stopped before this partition was read to its end"))
         except BaseException as exc:  # noqa: BLE001 - handed to the writer, which raises it in order
-            self._queue.put(_Failed(exc))
+            final = _Failed(exc)
         finally:
             close = getattr(self._items, "close", None)
-            if close is not None:
-                close()
-            with self._room:
-                self._done = True
-                self._room.notify_all()
+            try:
+                if close is not None:
+                    close()
+            finally:
+                with self._room:
+                    self._done = True
+                    self._room.notify_all()
+                if final is _END:
+                    self._on_proven()
+                self._on_done()  # outside ``_room``: the read-ahead's lock is never taken while holding it
+                if final is not None:
+                    self._queue.put(final)
 
     def _wait_for_room(self, last: int) -> bool:
         """Take a slot, waiting for the writer; ``False`` when the run is stopping."""
@@ -267,6 +283,14 @@ class ReadAhead(Generic[K, T]):
     ``keys`` are the partitions in the order the writer will ask for them; ``produce(key)`` returns the
     iterator of one partition's items, run on that partition's fetcher thread. ``group(key)``: the partitions
     the writer leaves together when it leaves one of them early (a stream's).
+
+    ``width`` counts fetchers still working, not partitions waiting for the writer: a fetcher that read its
+    partition to the end holds only its queued items (bounded in bytes), so the next partition starts then,
+    not when the writer has taken them. Counted until taken, 50 accounts' insights chains done and waiting
+    for the writer kept accounts 33-50 from even submitting their report runs (bench_accounts.py).
+    ``lane(key)`` sorts partitions into lanes with widths of their own (``widths``; others share ``width``),
+    each started in the writer's order: partitions that mostly wait on Meta (report runs) then start at once
+    beside the ones that mostly call, instead of behind them in the writer's order.
     """
 
     def __init__(
@@ -282,8 +306,10 @@ class ReadAhead(Generic[K, T]):
         isolated: Callable[[BaseException], bool] = lambda _exc: False,
         max_total_bytes: int | None = None,
         group: Callable[[K], Hashable] = lambda key: key,
+        lane: Callable[[K], Hashable] = lambda _key: None,
+        widths: dict[Hashable, int] | None = None,
     ) -> None:
-        if min(width, depth, proven_after) < 1:
+        if min(width, depth, proven_after, *(widths or {}).values()) < 1:
             msg = f"width, depth and proven_after must be at least 1, got {width}, {depth} and {proven_after}"
             raise ValueError(msg)
         if max_bytes is not None and max_bytes < 0:
@@ -295,13 +321,18 @@ class ReadAhead(Generic[K, T]):
         self._keys = keys
         self._produce = produce
         self._width = width
+        self._widths = dict(widths or {})
+        self._lane = lane
+        self._pending: dict[Hashable, collections.deque[K]] = {}  # per lane, the writer's order
+        for key in keys:
+            self._pending.setdefault(lane(key), collections.deque()).append(key)
+        self._live: dict[Hashable, set[K]] = {name: set() for name in self._pending}  # fetchers still working
         self._bounds = _Bounds(depth, max_bytes, size, max_total_bytes)
         self._feeds: dict[K, _Feed[T]] = {}
         self._started: set[K] = set()
         self._index = {key: i for i, key in enumerate(keys)}
         self._left: set[K] = set()  # partitions the writer left (or went past): nobody will take their items
         self._passed = 0  # index in keys up to which ``_pass_before`` has looked
-        self._next = 0  # index in keys of the next partition to start
         self._proven = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -403,21 +434,32 @@ class ReadAhead(Generic[K, T]):
                 self._fill()
 
     def _fill(self) -> None:
-        """Start partitions in order while there is room: the first at once, the others once proven."""
-        while (
-            not self._stop.is_set()
-            and self._next < len(self._keys)
-            and len(self._feeds) < self._width
-            and (self._proven or not self._feeds)
-        ):
-            key = self._keys[self._next]
-            self._next += 1
-            if key not in self._started and key not in self._left:  # passed before it started: never
-                self._start(key)
+        """Start partitions in order while their lane has room: the first at once, the others once proven."""
+        for name, pending in self._pending.items():
+            live = self._live.setdefault(name, set())
+            width = self._widths.get(name, self._width)
+            while not self._stop.is_set() and pending and len(live) < width and (self._proven or not self._started):
+                key = pending.popleft()
+                if key not in self._started and key not in self._left:  # passed before it started: never
+                    self._start(key)
+
+    def _fetcher_done(self, key: K) -> None:
+        """A fetcher read its partition to the end (or stopped): its place in the lane goes to the next one."""
+        with self._lock:
+            self._live.get(self._lane(key), set()).discard(key)
+            self._fill()
 
     def _start(self, key: K) -> _Feed[T]:
         self._left.discard(key)  # asked for again (out of order): read anew
-        feed = _Feed(self._produce(key), self._bounds, self._proven_after, self._stop, self._proven_now)
+        self._live.setdefault(self._lane(key), set()).add(key)
+        feed = _Feed(
+            self._produce(key),
+            self._bounds,
+            self._proven_after,
+            self._stop,
+            on_proven=self._proven_now,
+            on_done=lambda: self._fetcher_done(key),
+        )
         self._feeds[key] = feed
         self._started.add(key)
         return feed

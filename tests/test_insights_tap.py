@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tap_meta_ads_sandbox import FaultPlan
 
-from tap_meta_ads.insights import months_back
+from tap_meta_ads.insights import POLL_CAP_FACTOR, months_back, next_poll
 from tests.insights_helpers import (
     day,
     duplicates,
@@ -281,3 +281,38 @@ def test_settings_reach_the_report_runs(sb):
         "publisher_platform",
         "platform_position",
     ]
+
+
+def _schedule(first: float, run_seconds: float, percent_at=lambda elapsed, run: int(min(1.0, elapsed / run) * 100)):
+    """Poll times of one run of ``run_seconds`` whose progress is ``percent_at(elapsed)``, until found done."""
+    polls, interval, at = [], first, first
+    while True:
+        polls.append(at)
+        percent = percent_at(at, run_seconds)
+        if percent >= 100:
+            return polls
+        interval, wait = next_poll(interval, first, at, percent)
+        at += wait
+
+
+@pytest.mark.parametrize("run_seconds", [3.0, 10.0, 30.0, 60.0, 200.0])
+def test_a_run_that_shows_steady_progress_is_found_done_soon_after_it_is(run_seconds):
+    """Polled when its pace says it is done: found within 10 % (or a quarter of the first wait) of its end,
+    where the growing interval alone found a 10 s run after 13.5 s; never more polls than growth alone."""
+    first = 5 / 3
+    found = _schedule(first, run_seconds)
+    grown = _schedule(first, run_seconds, percent_at=lambda at, run: 100 if at >= run else 0)  # no progress shown
+    assert found[-1] <= max(run_seconds * 1.10, run_seconds + first * 0.25)
+    assert found[-1] <= grown[-1]
+    assert len(found) <= len(grown)
+
+
+def test_a_run_whose_progress_stalls_or_jumps_is_never_polled_later_than_the_growing_interval():
+    """Meta's percentage is coarse: a guess that is early costs a poll, but the growing interval stays the latest."""
+    first = 5.0
+    interval = first
+    for percent, elapsed in [(1, 5.0), (99, 6.0), (50, 400.0), (0, 700.0), (100, 800.0)]:
+        before = interval
+        interval, wait = next_poll(interval, first, elapsed, percent)
+        assert interval == min(first * POLL_CAP_FACTOR, before * 1.5)
+        assert first * 0.25 <= wait <= interval
