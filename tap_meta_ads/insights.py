@@ -2,7 +2,7 @@
 
 What a report may ask for (levels, fields, breakdowns, attribution) is ``reports.py``; this module runs them.
 Why it stays one module of about 800 lines: the stream's side (an account's days, windows, STATE marks) and
-the report runs' life cycle (``_Runner``: submit, poll, collect, resubmit, split) share one plan and one
+the report runs' life cycle (``Runner``: submit, poll, collect, resubmit, split) share one plan and one
 progress record per account, and each change so far has touched both; the runner is the next to get a home
 of its own once the chains' scheduling of report runs settles (issue 19).
 
@@ -69,10 +69,7 @@ import calendar
 import datetime
 import json
 import math
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -88,19 +85,15 @@ from tap_meta_ads.calls import without_query
 from tap_meta_ads.chains import ReportRunCap, RunChains
 from tap_meta_ads.checkpoint import ResumePoint
 from tap_meta_ads.client import GraphStream
-from tap_meta_ads.errors import AccountSkippedError, GraphAPIError, ReportRunLostError
+from tap_meta_ads.errors import AccountSkippedError, GraphAPIError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.pages import CursorPaginator, GraphPage
 from tap_meta_ads.partitions import AccountFetch
 from tap_meta_ads.prefetch import WriterAt
-from tap_meta_ads.reconcile import Reconciliation
+from tap_meta_ads.report_runs import Job, Plan, Progress, Rows, Runner
 from tap_meta_ads.reports import ALWAYS_RETURNED, ReportSpec, report_schema
 from tap_meta_ads.retries import retry_reason
 
-#: The object levels, coarse to fine: the order a failing report is split in.
-SPLIT_LEVELS = ("campaign", "adset", "ad")
-STATUS_COMPLETED = "Job Completed"
-FAILED_STATUSES = frozenset({"Job Failed", "Job Skipped"})
 #: Reach with breakdowns is served for the last 13 months only since 2025-06-10 (same Supermetrics page).
 REACH_BREAKDOWN_MONTHS = 13
 #: The effective statuses each level's ``<level>.effective_status`` filter takes (Meta's Campaign, Ad Set
@@ -130,16 +123,6 @@ LEVEL_STATUSES = {
 #: Meta keeps 37 months of insights; an older start is error 3018 (Airbyte's source-facebook-marketing
 #: clamps the same way). Counted from the account's today, with one day of margin for how Meta counts months.
 RETENTION_MONTHS = 37
-#: The poll interval grows by this factor after each poll of a run that is not done, up to 12x the first.
-POLL_GROWTH = 1.5
-POLL_CAP_FACTOR = 12.0
-#: A run that reports progress is polled again when, at the pace it has shown, it should be done (plus this
-#: share), if that is sooner than the growing interval; never sooner than this share of the first interval.
-#: Growth alone found a run of 10 s complete after 13-15 s (polls at 1.7, 4.2, 7.9, 13.5 s), a third more than
-#: the run itself on every round of report runs. Meta's ``async_percent_completion`` is coarse and may stall
-#: or jump: a guess that is early costs one poll more, and the growing interval stays the latest poll.
-PREDICTED_POLL_MARGIN = 0.05
-PREDICTED_POLL_FLOOR = 0.25
 PROGRESS_KEY = "insights_progress"
 
 
@@ -147,86 +130,6 @@ def months_back(day: datetime.date, months: int) -> datetime.date:
     """The same day of the month ``months`` earlier, clamped to the month's length."""
     year, month0 = divmod(day.year * 12 + day.month - 1 - months, 12)
     return datetime.date(year, month0 + 1, min(day.day, calendar.monthrange(year, month0 + 1)[1]))
-
-
-# -- report runs -------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Job:
-    """One report run to get through: a window (or part of one), its attempts, its polling."""
-
-    window: int
-    since: datetime.date
-    until: datetime.date
-    scope: tuple[str, tuple[str, ...]] | None = None  # (level, ids) for ``filtering``; None = the account
-    attempts: int = 0
-    run_id: str | None = None
-    polls: int = 0
-    interval: float = 0.0
-    next_poll: float = 0.0
-    percent: int = -1
-    progress_at: float = 0.0
-    submitted_at: float = 0.0
-    ready: bool = False  # complete at Meta, its rows not read yet (the account waits for the writer)
-
-    def describe(self) -> str:
-        """``2025-03-01..2025-03-07`` plus the scope, for log lines."""
-        text = f"{self.since}..{self.until}"
-        if self.scope:
-            level, ids = self.scope
-            text += f" ({len(ids)} {level}{'s' if len(ids) > 1 else ''})"
-        return text
-
-
-@dataclass
-class _Plan:
-    """What one account's run covers: its windows, and the day up to which it is complete."""
-
-    since: datetime.date
-    until: datetime.date
-    windows: list[tuple[datetime.date, datetime.date]]
-    resumed: bool = False
-
-
-#: What a report row costs in memory while it waits for the writer, roughly: a dict of every field with exact
-#: numbers and lists of actions (the run-wide byte bound's unit; see ``chains.py``).
-ROW_BYTES_ESTIMATE = 6000
-#: How often an account whose report runs are complete checks whether the writer has reached it.
-AWAIT_WRITER_SECONDS = 0.1
-
-
-@dataclass
-class _Rows:
-    """The rows of one completed report run, on their way from the chain to the writer."""
-
-    rows: list[dict[str, Any]]
-    body_bytes: int
-    #: read within room the chain reserved (``prefetch.ReadAhead.reserve``): the feed never holds the chain back
-    reserved: bool = True
-
-
-@dataclass
-class _Proven:
-    """Meta accepted the account's first report run: the token, version and fields work (``prefetch.py``)."""
-
-    proves_run: bool = True
-    body_bytes: int = 0
-
-
-@dataclass
-class _Progress:
-    """The days an account's report is complete through: the writer saves it in STATE after the rows before it."""
-
-    progress: dict[str, Any]
-
-
-class _RunFailedError(Exception):
-    """A report run ended without rows (failed, skipped, stuck, results lost): resubmit or split it."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
 
 
 class InsightsStream(GraphStream):
@@ -273,7 +176,7 @@ class InsightsStream(GraphStream):
         self._status_rule = status_rule(spec.level, cfg.get("effective_statuses") or ())
         #: Each account's state as the run found it (main thread), planned into days on its chain's thread.
         self._chain_states: dict[str, dict[str, Any]] = {}
-        self._day_plans: dict[str, _Plan | None] = {}
+        self._day_plans: dict[str, Plan | None] = {}
         #: The last completed report run's rows in memory (bytes): what a run read ahead of the writer reserves.
         self.last_run_bytes = 0
         self._page_with_retries: Callable[[AccountFetch, str, str | None], GraphPage] = self.request_decorator(
@@ -375,7 +278,7 @@ class InsightsStream(GraphStream):
             self._in_flight,
         )
         try:
-            yield from _Runner(self, account, plan).rows()
+            yield from Runner(self, account, plan).rows()
         except FatalAPIError as exc:
             self.note_account_error(account_id, exc)
             raise
@@ -385,9 +288,9 @@ class InsightsStream(GraphStream):
         """Write an account's rows as its report runs complete; STATE after each contiguous window (main thread)."""
         try:
             for item in items:
-                if isinstance(item, _Progress):
+                if isinstance(item, Progress):
                     checkpoint.save_progress(self, context, PROGRESS_KEY, item.progress)
-                elif isinstance(item, _Rows):
+                elif isinstance(item, Rows):
                     yield from item.rows
         except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
             if self.end_failed_account(account, exc, lambda: None):  # its progress is saved already
@@ -406,7 +309,7 @@ class InsightsStream(GraphStream):
         account.stats.status = "complete"
         self.monitor.log_partition(self.logger, account.stats)
 
-    def _plan_days(self, context: Context, zone: AccountZone, state: dict[str, Any] | None = None) -> _Plan | None:
+    def _plan_days(self, context: Context, zone: AccountZone, state: dict[str, Any] | None = None) -> Plan | None:
         """The days to read (the account's days): a resumed run's rest, or the lookback, or the history.
 
         Never a day after the account's today, nor before its 37-month floor (13 months for reach with
@@ -463,7 +366,7 @@ class InsightsStream(GraphStream):
         since = self._align(since, floor)
         if since > until:
             return None
-        return _Plan(since=since, until=until, windows=self._windows(since, until), resumed=resumed)
+        return Plan(since=since, until=until, windows=self._windows(since, until), resumed=resumed)
 
     def _align(self, since: datetime.date, floor: datetime.date) -> datetime.date:
         """Start periods of ``time_increment`` days on fixed boundaries, so runs never cut a period."""
@@ -563,21 +466,6 @@ class InsightsStream(GraphStream):
         return self._attempts
 
 
-def next_poll(interval: float, first: float, elapsed: float, percent: int) -> tuple[float, float]:
-    """After a poll of a run not yet done: its next interval, and the wait before its next poll.
-
-    The interval grows by ``POLL_GROWTH`` up to ``POLL_CAP_FACTOR`` times the first; the wait is that interval,
-    or sooner when the run's progress so far (``percent`` after ``elapsed`` seconds) says it should be done
-    sooner (see ``PREDICTED_POLL_MARGIN``).
-    """
-    interval = min(first * POLL_CAP_FACTOR, interval * POLL_GROWTH)
-    wait = interval
-    if 0 < percent < 100:  # noqa: PLR2004 - at the pace shown so far, the run is done in ``remaining``
-        remaining = elapsed * (100 - percent) / percent
-        wait = min(wait, max(remaining * (1 + PREDICTED_POLL_MARGIN), first * PREDICTED_POLL_FLOOR))
-    return interval, wait
-
-
 def status_rule(level: str, statuses: Iterable[str]) -> dict[str, Any] | None:
     """``{"field": "<level>.effective_status", "operator": "IN", "value": [...]}`` from ``effective_statuses``.
 
@@ -605,335 +493,3 @@ def _valid_progress(progress: dict[str, Any]) -> bool:
     except (KeyError, TypeError, ValueError):
         return False
     return True
-
-
-class _Runner:
-    """One account's report: windows in order, report runs in flight, the contiguous-days frontier."""
-
-    def __init__(self, stream: InsightsStream, account: AccountFetch, plan: _Plan) -> None:
-        self.stream = stream
-        self.account = account
-        self.context = account.context
-        self.plan = plan
-        self.params = stream.report_params()
-        self.pending: deque[Job] = deque()
-        self.running: list[Job] = []
-        self.open_parts: dict[int, int] = {}
-        self.rows_read = 0
-        self.next_window = 0
-        self.frontier = 0  # windows before this index are complete
-        self.done: set[int] = set()
-        self.floor = plan.since
-        self.marks: list[_Progress] = []
-        self.cap = stream.report_runs_cap
-
-    # -- the loop ------------------------------------------------------------------------------------
-
-    def rows(self) -> Iterator[_Rows | _Progress | _Proven]:
-        """Every row of the plan, one chunk per report run as it completes; a progress mark after each window.
-
-        Runs on the account's chain thread: the marks are written to STATE by the writer (``write_chain``),
-        after the rows before them, so a STATE never covers rows that were only fetched.
-        """
-        self._save(done_through=None)
-        yield from self._marks()
-        try:
-            yield from self._loop()
-        finally:
-            for job in self.running:  # a run that stops early gives its running report runs' places back
-                if not job.ready:
-                    self.cap.give()
-
-    def _loop(self) -> Iterator[_Rows | _Progress | _Proven]:
-        """Submit and poll; read a completed run's rows when the writer is here or the run's byte bound has room.
-
-        An account ahead of the writer reads the rows of its completed runs only within the run-wide byte bound
-        (``ReadAhead.reserve``); beyond it they wait at Meta until the writer reaches the account. Reading rows
-        only once the writer was here made the rows of every account wait for the accounts before them: 50
-        accounts read their completed runs' pages one account after another (bench_accounts.py, 9.15x the
-        critical-path bound). Every wait here ends: the writer comes, or never will (``WriterAt.NEVER``: it
-        left or went past this account, or the run stopped), and the chain then ends.
-        """
-        proven = False
-        while True:
-            self._fill()
-            if not self.running:
-                return
-            if not proven:
-                proven = True
-                yield _Proven()
-            writer = self.stream.writer_at(self.context)
-            if writer is WriterAt.NEVER:
-                return  # nobody will take these rows; ``rows`` gives the report runs' places back
-            job = next((j for j in self.running if j.ready), None)
-            reserved = self._reserve(writer) if job is not None else None
-            if job is None or reserved is None:
-                job = self._poll_next(wait_for_writer=job is not None)
-                if job is None:
-                    continue
-                reserved = self._reserve(self.stream.writer_at(self.context))
-                if reserved is None:
-                    continue
-            try:
-                rows = self._collect(job)
-            except _RunFailedError as exc:
-                self.stream.release_ahead(reserved)
-                self.running.remove(job)  # its place in the cap was given back when it completed
-                self._failed(job, exc)
-                continue
-            self.running.remove(job)
-            self._finished(job, rows)
-            size = len(rows) * ROW_BYTES_ESTIMATE
-            self.stream.last_run_bytes = size
-            self.stream.release_ahead(reserved)  # the queue counts the rows' real size from here
-            yield _Rows(rows, size)
-            yield from self._marks()
-
-    def _reserve(self, writer: WriterAt) -> int | None:
-        """Bytes reserved to read a completed run's rows now (0: the writer is here, nothing to reserve); None: wait."""
-        if writer is WriterAt.NOW:
-            return 0
-        if writer is WriterAt.NEVER:
-            return None
-        size = self.stream.last_run_bytes
-        return size if self.stream.reserve_ahead(self.context, size) else None
-
-    def _poll_next(self, *, wait_for_writer: bool) -> Job | None:
-        """Poll the run due first (waiting for it); the run if it just completed, else None.
-
-        ``wait_for_writer``: a completed run waits for the writer or for room, so the wait is short
-        (``AWAIT_WRITER_SECONDS``) and the caller looks again.
-        """
-        waiting = [j for j in self.running if not j.ready]
-        if not waiting:  # every run is complete: the writer is still on an earlier account
-            time.sleep(AWAIT_WRITER_SECONDS)
-            return None
-        job = min(waiting, key=lambda j: j.next_poll)
-        wait = job.next_poll - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, AWAIT_WRITER_SECONDS) if wait_for_writer else wait)
-            if wait_for_writer:
-                return None
-        try:
-            if not self._poll(job):
-                return None
-        except _RunFailedError as exc:
-            self.running.remove(job)
-            self.cap.give()
-            self._failed(job, exc)
-            return None
-        job.ready = True
-        self.cap.give()  # complete: it no longer runs at Meta, whether or not its rows wait there for room
-        return job
-
-    def _fill(self) -> None:
-        """Submit jobs while fewer than ``in_flight`` run, admitting windows only near the frontier."""
-        limit = self.stream.in_flight
-        while len(self.running) < limit:
-            if not self.pending:
-                if self.next_window >= len(self.plan.windows) or self.next_window >= self.frontier + limit:
-                    return
-                since, until = self.plan.windows[self.next_window]
-                self.pending.append(Job(self.next_window, since, until))
-                self.open_parts[self.next_window] = 1
-                self.next_window += 1
-            # the run's cap; the account being written, or one with no run in flight, always may
-            if not self.cap.take(force=not self.running or self.stream.writer_at(self.context) is WriterAt.NOW):
-                return
-            job = self.pending.popleft()
-            try:
-                self._submit(job)
-            except BaseException:
-                self.cap.give()
-                raise
-            self.running.append(job)
-
-    def _submit(self, job: Job) -> None:
-        params = {
-            **self.params,
-            "time_range": json.dumps({"since": job.since.isoformat(), "until": job.until.isoformat()}),
-        }
-        filtering = self.stream.job_filtering(job.scope)
-        if filtering:
-            params["filtering"] = filtering
-        response = self.stream.send_with_retries(
-            self.account, "POST", self.stream.account_url(self.context), params, endpoint="insights"
-        )
-        body = response.json()
-        run_id = body.get("report_run_id") if isinstance(body, dict) else None
-        if not isinstance(run_id, str) or not run_id.isdigit():
-            msg = f"{self.stream.name}: Meta answered a report run request without a report_run_id ({str(body)[:200]})"
-            raise GraphAPIError(msg)
-        now = time.monotonic()
-        job.run_id, job.polls, job.percent, job.progress_at, job.ready = run_id, 0, -1, now, False
-        job.submitted_at = now
-        job.attempts += 1
-        job.interval = self.stream.first_poll_seconds
-        job.next_poll = now + job.interval
-
-    def _poll(self, job: Job) -> bool:
-        """Poll the run once: True when it is complete; _RunFailedError when it will never be."""
-        response = self.stream.send_with_retries(
-            self.account, "GET", f"{self.stream.url_base}/{job.run_id}", {}, endpoint="report_run"
-        )
-        doc = response.json()
-        status = str(doc.get("async_status", ""))
-        percent = doc.get("async_percent_completion")
-        percent = int(percent) if isinstance(percent, (int, float)) and not isinstance(percent, bool) else 0
-        job.polls += 1
-        now = time.monotonic()
-        if status == STATUS_COMPLETED and percent >= 100:  # noqa: PLR2004 - done only when Completed AND 100
-            return True
-        if status in FAILED_STATUSES:
-            detail = ": ".join(str(doc[k]) for k in ("error_code", "error_message") if doc.get(k))
-            kind = "skipped" if status == "Job Skipped" else "failed"
-            raise _RunFailedError(kind, f"{status}{' (' + detail + ')' if detail else ''}")
-        if percent > job.percent:
-            job.percent, job.progress_at = percent, now
-        elif now - job.progress_at > self.stream.stuck_after_seconds:
-            msg = f"stuck at {percent}% for {now - job.progress_at:.1f}s ({status})"
-            raise _RunFailedError("stuck", msg)
-        job.interval, wait = next_poll(job.interval, self.stream.first_poll_seconds, now - job.submitted_at, percent)
-        job.next_poll = now + wait
-        return False
-
-    def _collect(self, job: Job) -> list[dict]:
-        """Every row of a completed run (held until the last page, so a lost run yields nothing twice)."""
-        assert job.run_id is not None
-        stats = self.account.stats
-        rows: list[dict] = []
-        paginator = CursorPaginator()
-        while not paginator.finished:
-            try:
-                page = self.stream._page_with_retries(self.account, job.run_id, paginator.current_value)
-            except ReportRunLostError as exc:
-                raise _RunFailedError("lost", f"results lost: {exc}") from None
-            rows += page.records
-            if stats:
-                stats.pages += 1
-            paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
-        return rows
-
-    # -- outcomes -----------------------------------------------------------------------------------
-
-    def _finished(self, job: Job, rows: list[dict]) -> None:
-        count = len(rows)
-        stats = self.account.stats
-        self.rows_read += count
-        if stats:
-            stats.records += count
-        if Reconciliation.compares(self.stream.name):
-            fields = set(self.stream.selected_fields())
-            self.stream.monitor.reconciliation.add_rows(self.stream.name, str(self.context["account_id"]), rows, fields)
-        self.stream.logger.info(
-            "%s account %s %s: %d rows (report run %s, %d polls, attempt %d)",
-            self.stream.name,
-            self.context["account_id"],
-            job.describe(),
-            count,
-            job.run_id,
-            job.polls,
-            job.attempts,
-        )
-        self._part_done(job.window)
-
-    def _part_done(self, window: int) -> None:
-        self.open_parts[window] -= 1
-        if self.open_parts[window] > 0:
-            return
-        self.done.add(window)
-        if Reconciliation.compares(self.stream.name):  # every row of those days has been read
-            since, until = self.plan.windows[window]
-            self.stream.monitor.reconciliation.cover(self.stream.name, str(self.context["account_id"]), since, until)
-        moved = False
-        while self.frontier in self.done:
-            self.frontier += 1
-            moved = True
-        if moved:
-            self._save(done_through=self.plan.windows[self.frontier - 1][1])
-
-    def _save(self, done_through: datetime.date | None) -> None:
-        """The run's range and its contiguous completed days, in STATE: where a killed run resumes."""
-        progress = {
-            "since": self.plan.since.isoformat(),
-            "until": self.plan.until.isoformat(),
-            "done_through": done_through.isoformat() if done_through else None,
-        }
-        self.marks.append(_Progress(progress))
-
-    def _marks(self) -> Iterator[_Progress]:
-        while self.marks:
-            yield self.marks.pop(0)
-
-    def _failed(self, job: Job, failure: _RunFailedError) -> None:
-        """Resubmit a run that ended without rows; split it after its attempts; give up when it cannot be."""
-        stream = self.stream
-        stats = self.account.stats
-        reason = str(failure)
-        if stats:
-            stats.retries[f"report_run_{failure.kind}"] += 1
-        if job.attempts < stream.attempts_per_job:
-            stream.logger.warning(
-                "%s account %s %s: report run %s %s; submitting it again (attempt %d of %d)",
-                stream.name,
-                self.context["account_id"],
-                job.describe(),
-                job.run_id,
-                reason,
-                job.attempts + 1,
-                stream.attempts_per_job,
-            )
-            self.pending.appendleft(job)
-            return
-        parts = self._split(job)
-        if parts is None:
-            msg = (
-                f"{stream.name} account {self.context['account_id']} {job.describe()}: the report run failed "
-                f"{job.attempts} times ({reason}) and cannot be split further"
-            )
-            raise GraphAPIError(msg)
-        stream.logger.warning(
-            "%s account %s %s: report run failed %d times (%s); splitting it into %d parts",
-            stream.name,
-            self.context["account_id"],
-            job.describe(),
-            job.attempts,
-            reason,
-            len(parts),
-        )
-        self.open_parts[job.window] += len(parts) - 1
-        if not parts:
-            self._part_done(job.window)  # no object delivered in those days: no rows to read
-            return
-        self.pending.extendleft(reversed(parts))
-
-    def _split(self, job: Job) -> list[Job] | None:
-        """Smaller jobs whose rows together are exactly the job's rows; None when none are possible."""
-        n = self.stream.report.time_increment
-        days = (job.until - job.since).days + 1
-        if days > n:  # two halves of whole periods
-            half = math.ceil(days / n) // 2 * n
-            mid = job.since + datetime.timedelta(days=half - 1)
-            return [
-                Job(job.window, job.since, mid, job.scope),
-                Job(job.window, mid + datetime.timedelta(days=1), job.until, job.scope),
-            ]
-        report_level = self.stream.report.level
-        # rows of an account-level report are sums over every object: only days can split them
-        levels = () if report_level == "account" else SPLIT_LEVELS[: SPLIT_LEVELS.index(report_level) + 1]
-        if job.scope is None:
-            if not levels:
-                return None
-            level, ids = levels[0], tuple(self.stream.list_ids(self.account, job, levels[0]))
-        elif len(job.scope[1]) > 1:
-            level, ids = job.scope
-        else:
-            finer = levels.index(job.scope[0]) + 1
-            if finer >= len(levels):
-                return None
-            level = levels[finer]
-            ids = tuple(self.stream.list_ids(self.account, job, level))
-        if len(ids) <= 1:
-            return [Job(job.window, job.since, job.until, (level, ids))] if ids else []
-        cut = len(ids) // 2
-        return [Job(job.window, job.since, job.until, (level, part)) for part in (ids[:cut], ids[cut:])]

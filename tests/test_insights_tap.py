@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from tap_meta_ads_sandbox import FaultPlan
 
-from tap_meta_ads.insights import POLL_CAP_FACTOR, months_back, next_poll
+from tap_meta_ads.insights import months_back
+from tap_meta_ads.report_runs import POLL_CAP_FACTOR, next_poll
 from tests.insights_helpers import (
     day,
     duplicates,
