@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from tap_meta_ads.prefetch import ReadAhead
+from tap_meta_ads.report_runs import ReportPoller
 from tap_meta_ads.usage import Pacer
 
 #: Pages a chain may read ahead of the writer: in effect no bound of its own, the bytes decide. With every
@@ -136,6 +137,7 @@ class RunChains:
         self.limit = int(config["max_concurrent_requests"])
         self.calls = threading.BoundedSemaphore(self.limit)
         self.report_runs = ReportRunCap(int(config.get("insights_jobs_in_flight_total", 100)))
+        self.report_poller = ReportPoller()
         self._config = config
         self._pacers: dict[str, Pacer] = {}
         self._lock = threading.Lock()
@@ -207,6 +209,7 @@ def end_run(run: object) -> None:
         chains = _RUNS.pop(run, None)
     if chains is not None:
         chains.read_ahead.close()
+        chains.report_poller.close()
 
 
 def started(run: object) -> RunChains | None:

@@ -90,7 +90,7 @@ from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.pages import CursorPaginator, GraphPage
 from tap_meta_ads.partitions import AccountFetch
 from tap_meta_ads.prefetch import WriterAt
-from tap_meta_ads.report_runs import Job, Plan, Progress, Rows, Runner
+from tap_meta_ads.report_runs import Job, Plan, PollAnswer, Progress, ReportPoller, Rows, Runner
 from tap_meta_ads.reports import ALWAYS_RETURNED, ReportSpec, report_schema
 from tap_meta_ads.retries import retry_reason
 
@@ -446,6 +446,27 @@ class InsightsStream(GraphStream):
         return self.run_chains().report_runs
 
     @property
+    def report_poller(self) -> ReportPoller:
+        """The run's one poller of report runs, shared by every account and insights stream."""
+        return self.run_chains().report_poller
+
+    def poll_batch(self, account: AccountFetch, run_ids: list[str]) -> list[PollAnswer | None]:
+        """Poll ``run_ids`` in one batch call (Meta's batch requests), carried by ``account``'s call.
+
+        Sent as Meta's SDKs send batches: ``POST`` to the Graph API's root with ``batch``, each entry a
+        ``relative_url`` with the version; the token travels in the header of the one call, as on every call.
+        An entry Meta did not answer, or answered with something that is not an answer, is ``None``.
+        """
+        version = self.config["api_version"]
+        batch = [{"method": "GET", "relative_url": f"{version}/{run_id}"} for run_id in run_ids]
+        url = f"{self.config['api_url'].rstrip('/')}/"
+        params = {"batch": json.dumps(batch, separators=(",", ":")), "include_headers": "true"}
+        body = self.send_with_retries(account, "POST", url, params, endpoint="report_run_batch").json()
+        if not isinstance(body, list) or len(body) != len(run_ids):
+            return [None] * len(run_ids)
+        return [_poll_answer(entry) for entry in body]
+
+    @property
     def in_flight(self) -> int:
         """How many report runs may be in flight at once."""
         return self._in_flight
@@ -464,6 +485,22 @@ class InsightsStream(GraphStream):
     def attempts_per_job(self) -> int:
         """Submissions of one job before it is split."""
         return self._attempts
+
+
+def _poll_answer(entry: object) -> PollAnswer | None:
+    """One entry of a batch's answer (``{"code", "headers": [{"name", "value"}], "body": "<JSON text>"}``)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("code"), int):
+        return None
+    headers = {
+        str(h["name"]).lower(): str(h["value"])
+        for h in entry.get("headers") or []
+        if isinstance(h, dict) and "name" in h and "value" in h
+    }
+    try:
+        body = json.loads(entry.get("body") or "null")
+    except (TypeError, ValueError):
+        return None
+    return PollAnswer(entry["code"], headers, body)
 
 
 def status_rule(level: str, statuses: Iterable[str]) -> dict[str, Any] | None:

@@ -4,16 +4,30 @@ Why a module of its own: ``insights.py`` is the stream's side (an account's days
 writing); this is the report runs' life cycle on the account's chain thread (``Runner``), what it hands the
 writer (``Rows``, ``Progress``, ``Proven``), and the run's one poller (``ReportPoller``). The stream gives the
 runner its calls, caps and bounds through the few methods the runner uses (``InsightsStream``).
+
+One poller for every account's report runs: each runner polled its own runs, one call a poll, so 50 accounts
+with 5 runs each sent 250 polls a round from 50 threads. The poller sends the polls that are due together in
+Meta's batch requests (up to 50 a call; Graph API, "Making batch requests"; Airbyte's source-facebook-marketing
+polls its report runs the same way, through the Business SDK's ``FacebookAdsApiBatch``). Each poll in a batch
+still counts against its account's budget at Meta, and its answer carries that account's usage headers, which
+pace the account as a call of its own would. A poll the batch could not answer (an error of its own, a
+throttle, a timed-out ``null``, or the batch call failing) goes back to its runner, which polls that run alone
+through the error table and its retries: errors keep one home.
 """
 
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
 import json
+import logging
 import math
+import queue
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +35,8 @@ from tap_meta_ads.errors import GraphAPIError, ReportRunLostError
 from tap_meta_ads.pages import CursorPaginator
 from tap_meta_ads.prefetch import WriterAt
 from tap_meta_ads.reconcile import Reconciliation
+from tap_meta_ads.retries import retry_reason
+from tap_meta_ads.usage import Usage
 
 if TYPE_CHECKING:
     from tap_meta_ads.insights import InsightsStream
@@ -85,6 +101,131 @@ class Plan:
 ROW_BYTES_ESTIMATE = 6000
 #: How often an account whose report runs are complete checks whether the writer has reached it.
 AWAIT_WRITER_SECONDS = 0.1
+#: Polls in one batch call: Meta's batch requests take at most 50.
+POLLS_PER_CALL = 50
+#: Runs due within this many seconds of the first one due are polled in the same call (fewer, fuller calls).
+POLL_GATHER_SECONDS = 0.25
+#: The longest a runner waits for its poller's answers before it looks at the writer and the run again.
+POLL_INBOX_SECONDS = 1.0
+HTTP_OK = 200
+
+
+@dataclass(frozen=True)
+class PollAnswer:
+    """One poll's answer out of a batch: its HTTP status, headers and decoded body."""
+
+    code: int
+    headers: dict[str, str]
+    body: Any
+
+
+#: What sends one batch of polls: (the account whose call carries the batch, run ids) -> one answer per run,
+#: ``None`` where Meta answered nothing (a sub-request that timed out).
+SendPolls = Callable[["AccountFetch", list[str]], list[PollAnswer | None]]
+
+
+@dataclass(eq=False)
+class _Watch:
+    """One report run the poller polls for a runner, once, when due."""
+
+    job: Job
+    run_id: str
+    account: AccountFetch
+    inbox: queue.SimpleQueue[tuple[Job, str, PollAnswer | None]]
+    gone: threading.Event  # the runner has ended: nobody reads its inbox
+    send: SendPolls
+    logger: logging.Logger
+
+
+class ReportPoller:
+    """The run's one poller: every account's report runs, polled when due, up to 50 in a batch call.
+
+    Runners hand it a run with its due time (``watch``); it sends the polls that are due together, and hands
+    each answer back to its runner's inbox, where the runner reads the status as it read its own polls. One
+    thread, started with the first run watched and stopped at the run's end (``close``).
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.calls = 0  # batch calls sent (read by tests)
+        self.answered = 0  # polls answered through them
+
+    def watch(self, watch: _Watch) -> None:
+        """Poll ``watch.job``'s run once at ``job.next_poll``; after ``close`` its runner polls it alone."""
+        with self._cond:
+            if self._closed:
+                watch.inbox.put((watch.job, watch.run_id, None))
+                return
+            heapq.heappush(self._due, (watch.job.next_poll, next(self._order), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tap-meta-ads-poller", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        """The run has ended: the thread stops; runs still watched are polled by their runners, if any remain."""
+        with self._cond:
+            self._closed = True
+            left, self._due = self._due, []
+            self._cond.notify_all()
+        for _, _, watch in left:
+            watch.inbox.put((watch.job, watch.run_id, None))
+
+    def _next_batch(self) -> list[_Watch] | None:
+        """The runs due now (and within ``POLL_GATHER_SECONDS``), at most ``POLLS_PER_CALL``; None once closed.
+
+        A run of an account Meta holds (a throttle) waits until its account may call again.
+        """
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                now = time.monotonic()
+                if self._due and self._due[0][0] <= now:
+                    break
+                self._cond.wait(self._due[0][0] - now if self._due else None)
+            batch: list[_Watch] = []
+            later: list[tuple[float, int, _Watch]] = []
+            while self._due and len(batch) < POLLS_PER_CALL and self._due[0][0] <= now + POLL_GATHER_SECONDS:
+                entry = heapq.heappop(self._due)
+                watch = entry[2]
+                if watch.gone.is_set():
+                    continue
+                held = watch.account.pacer.held_for()
+                if held > 0:
+                    later.append((now + held, entry[1], watch))
+                else:
+                    batch.append(watch)
+            for entry in later:
+                heapq.heappush(self._due, entry)
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            if not batch:
+                continue
+            first = batch[0]
+            sent_at = time.monotonic()
+            try:
+                answers = first.send(first.account, [w.run_id for w in batch])
+            except Exception as exc:  # noqa: BLE001 - each runner polls its run alone, through the error table
+                reason, _ = retry_reason(exc)
+                first.logger.warning(
+                    "Polling %d report runs in one batch call failed (%s); each is polled alone", len(batch), reason
+                )
+                answers = [None] * len(batch)
+            self.calls += 1
+            for watch, answer in zip(batch, answers, strict=True):
+                if answer is not None:
+                    self.answered += 1
+                    account = watch.account
+                    wait = account.pacer.observe(Usage.from_headers(answer.headers), sent_at=sent_at)
+                    account.pace_wait = max(account.pace_wait, wait)
+                watch.inbox.put((watch.job, watch.run_id, answer))
 
 
 @dataclass
@@ -154,6 +295,9 @@ class Runner:
         self.floor = plan.since
         self.marks: list[Progress] = []
         self.cap = stream.report_runs_cap
+        self.poller = stream.report_poller
+        self.inbox: queue.SimpleQueue[tuple[Job, str, PollAnswer | None]] = queue.SimpleQueue()
+        self.gone = threading.Event()  # set when this runner ends: the poller drops its runs
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -168,6 +312,7 @@ class Runner:
         try:
             yield from self._loop()
         finally:
+            self.gone.set()
             for job in self.running:  # a run that stops early gives its running report runs' places back
                 if not job.ready:
                     self.cap.give()
@@ -227,32 +372,46 @@ class Runner:
         return size if self.stream.reserve_ahead(self.context, size) else None
 
     def _poll_next(self, *, wait_for_writer: bool) -> Job | None:
-        """Poll the run due first (waiting for it); the run if it just completed, else None.
+        """The next poll answer the poller hands back; the run if it just completed, else None.
 
         ``wait_for_writer``: a completed run waits for the writer or for room, so the wait is short
-        (``AWAIT_WRITER_SECONDS``) and the caller looks again.
+        (``AWAIT_WRITER_SECONDS``) and the caller looks again; otherwise at most ``POLL_INBOX_SECONDS``, so the
+        runner still notices a writer that will never come. An answer the batch did not give (an error, a
+        throttle, nothing) is a poll of this run alone, through the error table and its retries.
         """
-        waiting = [j for j in self.running if not j.ready]
-        if not waiting:  # every run is complete: the writer is still on an earlier account
+        if all(j.ready for j in self.running):  # every run is complete: the writer is still on an earlier account
             time.sleep(AWAIT_WRITER_SECONDS)
             return None
-        job = min(waiting, key=lambda j: j.next_poll)
-        wait = job.next_poll - time.monotonic()
-        if wait > 0:
-            time.sleep(min(wait, AWAIT_WRITER_SECONDS) if wait_for_writer else wait)
-            if wait_for_writer:
-                return None
         try:
-            if not self._poll(job):
-                return None
+            job, run_id, answer = self.inbox.get(
+                timeout=AWAIT_WRITER_SECONDS if wait_for_writer else POLL_INBOX_SECONDS
+            )
+        except queue.Empty:
+            return None
+        if job.run_id != run_id or job.ready or job not in self.running:
+            return None  # an answer about a run this runner has moved on from
+        try:
+            if answer is not None and answer.code == HTTP_OK and isinstance(answer.body, dict):
+                done = self._status(job, answer.body)
+            else:
+                done = self._poll(job)
         except RunFailedError as exc:
             self.running.remove(job)
             self.cap.give()
             self._failed(job, exc)
             return None
+        if not done:
+            self._watch(job)
+            return None
         job.ready = True
         self.cap.give()  # complete: it no longer runs at Meta, whether or not its rows wait there for room
         return job
+
+    def _watch(self, job: Job) -> None:
+        """Have the run's poller poll ``job`` at ``job.next_poll``."""
+        assert job.run_id is not None
+        watch = _Watch(job, job.run_id, self.account, self.inbox, self.gone, self.stream.poll_batch, self.stream.logger)
+        self.poller.watch(watch)
 
     def _fill(self) -> None:
         """Submit jobs while fewer than ``in_flight`` run, admitting windows only near the frontier."""
@@ -275,6 +434,7 @@ class Runner:
                 self.cap.give()
                 raise
             self.running.append(job)
+            self._watch(job)
 
     def _submit(self, job: Job) -> None:
         params = {
@@ -300,11 +460,15 @@ class Runner:
         job.next_poll = now + job.interval
 
     def _poll(self, job: Job) -> bool:
-        """Poll the run once: True when it is complete; RunFailedError when it will never be."""
+        """Poll the run alone: True when it is complete; RunFailedError when it will never be."""
         response = self.stream.send_with_retries(
             self.account, "GET", f"{self.stream.url_base}/{job.run_id}", {}, endpoint="report_run"
         )
         doc = response.json()
+        return self._status(job, doc if isinstance(doc, dict) else {})
+
+    def _status(self, job: Job, doc: dict[str, Any]) -> bool:
+        """Read one poll's answer: True when the run is complete; RunFailedError when it will never be."""
         status = str(doc.get("async_status", ""))
         percent = doc.get("async_percent_completion")
         percent = int(percent) if isinstance(percent, (int, float)) and not isinstance(percent, bool) else 0
