@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tap_meta_ads_sandbox.batch import DEFAULT_VERSION, BatchEntry, element, includes_headers, parse_batch
 from tap_meta_ads_sandbox.config import DEFAULT_LIMIT, SandboxConfig
 from tap_meta_ads_sandbox.data import MutationResult
 from tap_meta_ads_sandbox.edges import EDGES, Collection, member_getter
@@ -58,6 +59,10 @@ from tap_meta_ads_sandbox.usage import RateLimiter, VirtualClock
 
 _GRAPH_PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<node>[^/]+)(?:/(?P<edge>[^/]+))?/?$")
 _VERSION = re.compile(r"^v\d{1,2}\.0$")
+# Where batches are sent: the root, with or without a version (``POST /``, ``POST /v25.0/``).
+_BATCH_PATH = re.compile(r"^/(?:(?P<version>v\d[^/]*)/?)?$")
+# The batch's params its entries inherit (an entry may send its own): the token and its proof.
+_INHERITED_PARAMS = ("access_token", "appsecret_proof")
 _ACCOUNT_NODE = re.compile(r"^act_(?P<id>\d+)$")
 _TRUTH_PATH = re.compile(r"^/_sandbox/truth/act_(?P<id>\d+)(?:/(?P<edge>[a-z_]+))?/?$")
 
@@ -195,13 +200,18 @@ class SandboxApp:
         """Answer one Graph API request (anything outside ``/_sandbox/``) and count it.
 
         A POST's form body counts as parameters, as on Meta (clients send ``POST /act_{id}/insights``
-        parameters there).
+        parameters there). ``POST /`` and ``POST /{version}/`` are batch requests (see ``batch.py``). The
+        configured latency is added once per HTTP request: Meta runs a batch's entries in parallel.
         """
         split = urlsplit(target)
         pairs = parse_qsl(split.query, keep_blank_values=True)
         if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-        reply = self._graph_one(method, split.path, pairs, headers, host)
+        root = _BATCH_PATH.match(split.path) if method == "POST" else None
+        if root is not None:
+            reply = self._serve_batch(split.path, root["version"], pairs, headers, host)
+        else:
+            reply = self._graph_one(method, split.path, pairs, headers, host)
         if self.config.latency_seconds:
             reply.wait_seconds += self.config.latency_seconds
         return reply
@@ -216,7 +226,7 @@ class SandboxApp:
         *,
         inherited: dict[str, str] | None = None,
     ) -> Reply:
-        """Answer and count one Graph call; ``inherited``: credentials it takes when it sends none of its own.
+        """Answer and count one Graph call, alone or as an entry of a batch (then ``inherited`` is not None).
 
         The one path every call takes: its route and account, the fault plan, the answer, the stats. A
         transport fault is only marked on the reply (``action``); the caller acts it out.
@@ -242,6 +252,7 @@ class SandboxApp:
             outcome=outcome,
             rows=max(rows, 0),
             token_in_url="access_token" in params,
+            batched=inherited is not None,
         )
         return reply
 
@@ -260,6 +271,85 @@ class SandboxApp:
             if self.insights.owns(method, m["node"], m["edge"]):
                 route, account_id = self.insights.route(method, m["node"], m["edge"])
         return route, account_id
+
+    def _serve_batch(
+        self, path: str, version: str | None, pairs: list[tuple[str, str]], headers: dict[str, str], host: str
+    ) -> Reply:
+        """A batch request: checked and counted as one call (route ``batch``), then each entry as a call alone.
+
+        The batch itself is an account-less Graph call: the fault plan counts it (a fault on it fails the
+        whole batch: before any entry runs, unless it is a transport fault, which cuts the full answer), and
+        it needs a valid token, which its entries inherit. It is logged before its entries, without its
+        ``batch`` parameter.
+        """
+        params = dict(pairs)
+        version = version or DEFAULT_VERSION
+        req = _GraphRequest("POST", path, pairs, params, headers, host, None)
+        _, rule = self.injector.next_request(None)
+        refused = self._fault_error(rule, req) if rule is not None else None
+        entries: list[BatchEntry] = []
+        if refused is None:
+            try:
+                entries = self._open_batch(req, version)
+            except GraphError as exc:
+                refused = json_reply(exc.status, exc.body(), exc.headers)
+        outcome = "ok"
+        if rule is not None:
+            outcome = f"fault:{rule.kind}"
+        elif refused is not None:
+            outcome = _outcome(refused, 0)
+        self.stats.record(
+            route="batch",
+            account_id=None,
+            # Not the batch itself: its entries are logged one by one, and one may carry its own token.
+            params={k: v for k, v in params.items() if k != "batch"},
+            status=200 if refused is None else refused.status,
+            outcome=outcome,
+            rows=0,
+            token_in_url="access_token" in params,
+        )
+        if refused is not None:
+            return refused
+        inherited = {k: params[k] for k in _INHERITED_PARAMS if k in params}
+        show_headers = includes_headers(params)
+        answers = [
+            self._batch_entry(
+                e, version=version, headers=headers, host=host, inherited=inherited, include_headers=show_headers
+            )
+            for e in entries
+        ]
+        reply = json_reply(200, answers, {"facebook-api-version": version})
+        if rule is not None:
+            self._act_out(rule, reply)
+        return reply
+
+    def _open_batch(self, req: _GraphRequest, version: str) -> list[BatchEntry]:
+        """Check a batch before any entry runs, in Meta's order (version, token, then the batch itself)."""
+        _check_version(version)
+        token = self._authenticate(req)
+        self.tokens.check_use(token, self.clock.now(), None)
+        return parse_batch(req.params.get("batch"))
+
+    def _batch_entry(
+        self,
+        entry: BatchEntry,
+        *,
+        version: str,
+        headers: dict[str, str],
+        host: str,
+        inherited: dict[str, str],
+        include_headers: bool,
+    ) -> dict[str, Any] | None:
+        """One entry's answer: the call answered as if sent alone, or ``None`` where a transport fault hit it.
+
+        ``None`` is what Meta answers for an entry that timed out; the batch itself still answers.
+        """
+        path, query = entry.target(version)
+        pairs = parse_qsl(query, keep_blank_values=True) + parse_qsl(entry.body, keep_blank_values=True)
+        reply = self._graph_one(entry.method, path, pairs, headers, host, inherited=inherited)
+        if reply.action is not None:
+            return None
+        return element(reply.status, reply.content_type, reply.headers, reply.body, include_headers=include_headers)
 
     def _graph_answer(self, req: _GraphRequest) -> tuple[Reply, int]:
         """The answer without faults: (reply, rows served); rows -1 marks a throttled answer."""
