@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from typing import Any
@@ -215,9 +217,6 @@ def test_entries_inherit_the_batch_token_param_and_may_send_their_own(sandbox):
 
 
 def test_entries_inherit_the_appsecret_proof(make_sandbox, client):
-    import hashlib
-    import hmac
-
     sb = make_sandbox(app_secret="s3cr3t")
     proof = hmac.new(b"s3cr3t", TOKEN.encode(), hashlib.sha256).hexdigest()
     got = answers(send(client, sb, [get("act_1001"), get("act_1002")], appsecret_proof=proof))
