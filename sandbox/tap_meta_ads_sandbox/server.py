@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from tap_meta_ads_sandbox.batch import DEFAULT_VERSION, BatchEntry, element, includes_headers, parse_batch
 from tap_meta_ads_sandbox.config import DEFAULT_LIMIT, SandboxConfig
 from tap_meta_ads_sandbox.data import MutationResult
 from tap_meta_ads_sandbox.edges import EDGES, Collection, member_getter
@@ -58,6 +59,10 @@ from tap_meta_ads_sandbox.usage import RateLimiter, VirtualClock
 
 _GRAPH_PATH = re.compile(r"^/(?P<version>[^/]+)/(?P<node>[^/]+)(?:/(?P<edge>[^/]+))?/?$")
 _VERSION = re.compile(r"^v\d{1,2}\.0$")
+# Where batches are sent: the root, with or without a version (``POST /``, ``POST /v25.0/``).
+_BATCH_PATH = re.compile(r"^/(?:(?P<version>v\d[^/]*)/?)?$")
+# The batch's params its entries inherit (an entry may send its own): the token and its proof.
+_INHERITED_PARAMS = ("access_token", "appsecret_proof")
 _ACCOUNT_NODE = re.compile(r"^act_(?P<id>\d+)$")
 _TRUTH_PATH = re.compile(r"^/_sandbox/truth/act_(?P<id>\d+)(?:/(?P<edge>[a-z_]+))?/?$")
 
@@ -76,6 +81,12 @@ class _GraphRequest:
     headers: dict[str, str]
     host: str
     account_id: str | None  # a configured account named by the path, else None
+    inherited: dict[str, str] = field(default_factory=dict)  # a batch's access_token/appsecret_proof
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The params the call authenticates with: its own, over those its batch passed down."""
+        return {**self.inherited, **self.params} if self.inherited else self.params
 
 
 # Rows per body chunk of a page: about 50 KB with every field. Why chunks: a page of 500 ads is close to
@@ -121,6 +132,22 @@ def _query_without_cursor(pairs: tuple[tuple[str, str], ...]) -> str:
     """
     base = urlencode([(k, v) for k, v in pairs if k not in ("after", "before")])
     return base + "&" if base else ""
+
+
+def _check_version(version: str) -> str:
+    """Return ``version`` if it is shaped like Meta's (``vNN.0``); code 2635 otherwise."""
+    if not _VERSION.match(version):
+        raise GraphError(400, 2635, f"(#2635) Unknown or unsupported API version {version}")
+    return version
+
+
+def _outcome(reply: Reply, rows: int) -> str:
+    """How a call went, for the stats: ``ok``, ``throttled`` (rows -1) or ``error:CODE``."""
+    if rows < 0:
+        return "throttled"
+    if reply.status == HTTPStatus.OK:
+        return "ok"
+    return f"error:{json.loads(reply.body)['error']['code']}"
 
 
 def control_error(message: str, status: int = 400) -> Reply:
@@ -173,16 +200,66 @@ class SandboxApp:
         """Answer one Graph API request (anything outside ``/_sandbox/``) and count it.
 
         A POST's form body counts as parameters, as on Meta (clients send ``POST /act_{id}/insights``
-        parameters there).
+        parameters there). ``POST /`` and ``POST /{version}/`` are batch requests (see ``batch.py``). The
+        configured latency is added once per HTTP request: Meta runs a batch's entries in parallel.
         """
         split = urlsplit(target)
         pairs = parse_qsl(split.query, keep_blank_values=True)
         if body and "x-www-form-urlencoded" in headers.get("content-type", ""):
             pairs += parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        root = _BATCH_PATH.match(split.path) if method == "POST" else None
+        if root is not None:
+            reply = self._serve_batch(split.path, root["version"], pairs, headers, host)
+        else:
+            reply = self._graph_one(method, split.path, pairs, headers, host)
+        if self.config.latency_seconds:
+            reply.wait_seconds += self.config.latency_seconds
+        return reply
+
+    def _graph_one(
+        self,
+        method: str,
+        path: str,
+        pairs: list[tuple[str, str]],
+        headers: dict[str, str],
+        host: str,
+        *,
+        inherited: dict[str, str] | None = None,
+    ) -> Reply:
+        """Answer and count one Graph call, alone or as an entry of a batch (then ``inherited`` is not None).
+
+        The one path every call takes: its route and account, the fault plan, the answer, the stats. A
+        transport fault is only marked on the reply (``action``); the caller acts it out.
+        """
         params = dict(pairs)
-        token_in_url = "access_token" in params
+        route, account_id = self._route(method, path)
+        _, rule = self.injector.next_request(account_id)
+        req = _GraphRequest(method, path, pairs, params, headers, host, account_id, inherited or {})
+        fault = self._fault_error(rule, req) if rule is not None else None
+        if rule is not None and fault is not None:
+            reply, rows, outcome = fault, 0, f"fault:{rule.kind}"
+        else:
+            reply, rows = self._graph_answer(req)
+            outcome = _outcome(reply, rows)
+            if rule is not None:  # a transport fault: the real answer, cut or delayed on the way out
+                outcome = f"fault:{rule.kind}"
+                self._act_out(rule, reply)
+        self.stats.record(
+            route=route,
+            account_id=account_id,
+            params=params,
+            status=reply.status,
+            outcome=outcome,
+            rows=max(rows, 0),
+            token_in_url="access_token" in params,
+            batched=inherited is not None,
+        )
+        return reply
+
+    def _route(self, method: str, path: str) -> tuple[str, str | None]:
+        """A call's name in the stats and the configured account it concerns (the fault plan's account)."""
         route, account_id = "unknown", None
-        m = _GRAPH_PATH.match(split.path)
+        m = _GRAPH_PATH.match(path)
         if m is not None:
             route = m["edge"] or "node"
             acct = _ACCOUNT_NODE.match(m["node"])
@@ -193,33 +270,86 @@ class SandboxApp:
                 route, account_id = "object", found[0].account_id
             if self.insights.owns(method, m["node"], m["edge"]):
                 route, account_id = self.insights.route(method, m["node"], m["edge"])
-        _, rule = self.injector.next_request(account_id)
-        req = _GraphRequest(method, split.path, pairs, params, headers, host, account_id)
-        rows = 0
+        return route, account_id
+
+    def _serve_batch(
+        self, path: str, version: str | None, pairs: list[tuple[str, str]], headers: dict[str, str], host: str
+    ) -> Reply:
+        """A batch request: checked and counted as one call (route ``batch``), then each entry as a call alone.
+
+        The batch itself is an account-less Graph call: the fault plan counts it (a fault on it fails the
+        whole batch: before any entry runs, unless it is a transport fault, which cuts the full answer), and
+        it needs a valid token, which its entries inherit. It is logged before its entries, without its
+        ``batch`` parameter.
+        """
+        params = dict(pairs)
+        version = version or DEFAULT_VERSION
+        req = _GraphRequest("POST", path, pairs, params, headers, host, None)
+        _, rule = self.injector.next_request(None)
+        refused = self._fault_error(rule, req) if rule is not None else None
+        entries: list[BatchEntry] = []
+        if refused is None:
+            try:
+                entries = self._open_batch(req, version)
+            except GraphError as exc:
+                refused = json_reply(exc.status, exc.body(), exc.headers)
         outcome = "ok"
         if rule is not None:
             outcome = f"fault:{rule.kind}"
-            reply = self._fault_reply(rule, req)
-            if reply.action in ("reset", "truncated", "slow"):
-                rows = int(reply.headers.pop("x-sandbox-rows", "0"))
-        else:
-            reply, rows = self._graph_answer(req)
-            if rows < 0:
-                outcome, rows = "throttled", 0
-            elif reply.status != HTTPStatus.OK:
-                outcome = f"error:{json.loads(reply.body)['error']['code']}"
+        elif refused is not None:
+            outcome = _outcome(refused, 0)
         self.stats.record(
-            route=route,
-            account_id=account_id,
-            params=params,
-            status=reply.status,
+            route="batch",
+            account_id=None,
+            # Not the batch itself: its entries are logged one by one, and one may carry its own token.
+            params={k: v for k, v in params.items() if k != "batch"},
+            status=200 if refused is None else refused.status,
             outcome=outcome,
-            rows=rows,
-            token_in_url=token_in_url,
+            rows=0,
+            token_in_url="access_token" in params,
         )
-        if self.config.latency_seconds:
-            reply.wait_seconds += self.config.latency_seconds
+        if refused is not None:
+            return refused
+        inherited = {k: params[k] for k in _INHERITED_PARAMS if k in params}
+        show_headers = includes_headers(params)
+        answers = [
+            self._batch_entry(
+                e, version=version, headers=headers, host=host, inherited=inherited, include_headers=show_headers
+            )
+            for e in entries
+        ]
+        reply = json_reply(200, answers, {"facebook-api-version": version})
+        if rule is not None:
+            self._act_out(rule, reply)
         return reply
+
+    def _open_batch(self, req: _GraphRequest, version: str) -> list[BatchEntry]:
+        """Check a batch before any entry runs, in Meta's order (version, token, then the batch itself)."""
+        _check_version(version)
+        token = self._authenticate(req)
+        self.tokens.check_use(token, self.clock.now(), None)
+        return parse_batch(req.params.get("batch"))
+
+    def _batch_entry(
+        self,
+        entry: BatchEntry,
+        *,
+        version: str,
+        headers: dict[str, str],
+        host: str,
+        inherited: dict[str, str],
+        include_headers: bool,
+    ) -> dict[str, Any] | None:
+        """One entry's answer: the call answered as if sent alone, or ``None`` where a transport fault hit it.
+
+        ``None`` is what Meta answers for an entry that timed out; the batch itself still answers.
+        """
+        path, query = entry.target(version)
+        pairs = parse_qsl(query, keep_blank_values=True) + parse_qsl(entry.body, keep_blank_values=True)
+        reply = self._graph_one(entry.method, path, pairs, headers, host, inherited=inherited)
+        if reply.action is not None:
+            return None
+        return element(reply.status, reply.content_type, reply.headers, reply.body, include_headers=include_headers)
 
     def _graph_answer(self, req: _GraphRequest) -> tuple[Reply, int]:
         """The answer without faults: (reply, rows served); rows -1 marks a throttled answer."""
@@ -243,9 +373,8 @@ class SandboxApp:
         m = _GRAPH_PATH.match(req.path)
         if m is None:
             raise GraphError(400, 2500, f"Unknown path components: {req.path}", is_transient=False)
-        if not _VERSION.match(m["version"]):
-            raise GraphError(400, 2635, f"(#2635) Unknown or unsupported API version {m['version']}")
-        token = self._authenticate(req.params, req.headers)
+        _check_version(m["version"])
+        token = self._authenticate(req)
         if is_listing(m["node"], m["edge"], self.config.businesses):
             return self._serve_listing(req, m, token)
         if m["node"] == "debug_token" and m["edge"] is None:
@@ -311,9 +440,8 @@ class SandboxApp:
 
     def _serve_insights(self, req: _GraphRequest, m: re.Match[str]) -> tuple[Reply, int]:
         """Insights requests (report runs and their rows) are answered by ``insights.py``."""
-        if not _VERSION.match(m["version"]):
-            raise GraphError(400, 2635, f"(#2635) Unknown or unsupported API version {m['version']}")
-        token = self._authenticate(req.params, req.headers)
+        _check_version(m["version"])
+        token = self._authenticate(req)
         self.tokens.check_use(token, self.clock.now(), req.account_id)
         url = f"http://{req.host}{req.path}"
         status, doc, headers, rows = self.insights.serve(req.method, m["node"], m["edge"], req.params, url)
@@ -336,11 +464,12 @@ class SandboxApp:
         body = "{" + ",".join(filter(None, (members[f] for f in fields))) + "}"
         return Reply(200, [body.encode()], {**usage, "facebook-api-version": version}), 1
 
-    def _authenticate(self, params: dict[str, str], headers: dict[str, str]) -> str:
+    def _authenticate(self, req: _GraphRequest) -> str:
         """Token from the ``access_token`` param or the Authorization header, then the appsecret_proof."""
+        params = req.credentials
         token = params.get("access_token")
         if token is None:
-            auth = headers.get("authorization", "")
+            auth = req.headers.get("authorization", "")
             scheme, _, value = auth.partition(" ")
             if scheme.lower() in ("bearer", "oauth"):
                 token = value.strip()
@@ -438,10 +567,9 @@ class SandboxApp:
         ]
         return chunks, len(rows)
 
-    def _fault_reply(self, rule: FaultRule, req: _GraphRequest) -> Reply:
-        """Build the answer of an injected fault; transport faults wrap the real answer."""
+    def _fault_error(self, rule: FaultRule, req: _GraphRequest) -> Reply | None:
+        """The answer of a fault that replaces the real one; ``None`` for a transport fault (see ``_act_out``)."""
         kind = rule.kind
-        plan = self.injector.plan
         err = graph_error_for(kind)
         if err is not None:
             # A JSON fault comes from the API itself, so it carries the usage headers as they stand.
@@ -452,13 +580,15 @@ class SandboxApp:
             return Reply(status, [html.encode()], content_type=HTML_TYPE)
         if kind == "http429":
             body = b"<html><body>429 Too Many Requests</body></html>"
-            return Reply(429, [body], {"Retry-After": str(plan.retry_after_seconds)}, content_type=HTML_TYPE)
-        reply, rows = self._graph_answer(req)
-        reply.headers["x-sandbox-rows"] = str(max(rows, 0))
-        reply.action = kind
-        if kind == "slow":
-            reply.wait_seconds = plan.slow_seconds
-        return reply
+            headers = {"Retry-After": str(self.injector.plan.retry_after_seconds)}
+            return Reply(429, [body], headers, content_type=HTML_TYPE)
+        return None
+
+    def _act_out(self, rule: FaultRule, reply: Reply) -> None:
+        """Mark a transport fault (reset, truncated, slow) on the real answer, for the HTTP layer to act out."""
+        reply.action = rule.kind
+        if rule.kind == "slow":
+            reply.wait_seconds = self.injector.plan.slow_seconds
 
     # ----------------------------------------------------------------- the CDN (files.py)
 

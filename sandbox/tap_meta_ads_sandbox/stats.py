@@ -34,6 +34,7 @@ class Stats:
             self._throttled = 0
             self._faulted = 0
             self._token_in_url = 0
+            self._batched = 0
             self._records = 0
             self._connections = 0
             self._log: deque[dict[str, Any]] = deque(maxlen=self._log_cap)
@@ -48,8 +49,13 @@ class Stats:
         outcome: str,
         rows: int,
         token_in_url: bool,
+        batched: bool = False,
     ) -> None:
-        """Count one Graph API request once its answer is decided."""
+        """Count one Graph API call once its answer is decided; ``batched`` for an entry of a batch request.
+
+        An entry of a batch counts as a call of its own (Meta counts it so for rate limits), so the batch
+        shows as one ``batch`` call plus one call per entry, each marked ``batched`` in the log.
+        """
         with self._lock:
             self._requests += 1
             self._by_route[route] += 1
@@ -62,6 +68,8 @@ class Stats:
                 self._faulted += 1
             if token_in_url:
                 self._token_in_url += 1
+            if batched:
+                self._batched += 1
             self._records += rows
             self._log.append(
                 {
@@ -72,6 +80,7 @@ class Stats:
                     "status": status,
                     "outcome": outcome,
                     "rows": rows,
+                    "batched": batched,
                 }
             )
 
@@ -91,6 +100,7 @@ class Stats:
                 "throttled": self._throttled,
                 "faulted": self._faulted,
                 "token_in_url": self._token_in_url,
+                "batched": self._batched,
                 "records_served": self._records,
                 "connections": self._connections,
                 "log": list(self._log),
