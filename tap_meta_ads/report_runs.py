@@ -107,6 +107,9 @@ POLLS_PER_CALL = 50
 POLL_GATHER_SECONDS = 0.25
 #: The longest a runner waits for its poller's answers before it looks at the writer and the run again.
 POLL_INBOX_SECONDS = 1.0
+#: Batch calls that fail in a row (after their retries) before the poller stops batching for the rest of the
+#: run: a Meta that refuses batches (an app or a version without them) costs three calls, not one per round.
+BATCH_FAILURES_BEFORE_ALONE = 3
 HTTP_OK = 200
 
 
@@ -153,6 +156,7 @@ class ReportPoller:
         self._thread: threading.Thread | None = None
         self.calls = 0  # batch calls sent (read by tests)
         self.answered = 0  # polls answered through them
+        self._failures = 0  # batch calls failed in a row
 
     def watch(self, watch: _Watch) -> None:
         """Poll ``watch.job``'s run once at ``job.next_poll``; after ``close`` its runner polls it alone."""
@@ -208,24 +212,39 @@ class ReportPoller:
         while (batch := self._next_batch()) is not None:
             if not batch:
                 continue
-            first = batch[0]
-            sent_at = time.monotonic()
-            try:
-                answers = first.send(first.account, [w.run_id for w in batch])
-            except Exception as exc:  # noqa: BLE001 - each runner polls its run alone, through the error table
-                reason, _ = retry_reason(exc)
-                first.logger.warning(
-                    "Polling %d report runs in one batch call failed (%s); each is polled alone", len(batch), reason
-                )
-                answers = [None] * len(batch)
-            self.calls += 1
+            answers: list[PollAnswer | None] = [None] * len(batch)  # None: the runner polls its run alone
+            if self._failures < BATCH_FAILURES_BEFORE_ALONE:
+                answers = self._send(batch)
             for watch, answer in zip(batch, answers, strict=True):
                 if answer is not None:
                     self.answered += 1
-                    account = watch.account
-                    wait = account.pacer.observe(Usage.from_headers(answer.headers), sent_at=sent_at)
-                    account.pace_wait = max(account.pace_wait, wait)
                 watch.inbox.put((watch.job, watch.run_id, answer))
+
+    def _send(self, batch: list[_Watch]) -> list[PollAnswer | None]:
+        """One batch call polling ``batch``; each answer's usage headers paced on its own account."""
+        first = batch[0]
+        sent_at = time.monotonic()
+        self.calls += 1
+        try:
+            answers = first.send(first.account, [w.run_id for w in batch])
+        except Exception as exc:  # noqa: BLE001 - each runner polls its run alone, through the error table
+            self._failures += 1
+            reason = str(exc).partition("\n")[0] or retry_reason(exc)[0]  # the tap's errors: one line, no token
+            alone = self._failures >= BATCH_FAILURES_BEFORE_ALONE
+            first.logger.warning(
+                "Polling %d report runs in one batch call failed (%s); each is polled alone%s",
+                len(batch),
+                reason,
+                f" for the rest of the run ({self._failures} batch calls failed in a row)" if alone else "",
+            )
+            return [None] * len(batch)
+        self._failures = 0
+        for watch, answer in zip(batch, answers, strict=True):
+            if answer is not None:
+                account = watch.account
+                wait = account.pacer.observe(Usage.from_headers(answer.headers), sent_at=sent_at)
+                account.pace_wait = max(account.pace_wait, wait)
+        return answers
 
 
 @dataclass

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
-from tests.insights_helpers import insights_config, select
-from tests.tap_harness import base_config, duplicates, run_and_kill, run_tap, seeded
+from tests.insights_helpers import exact_records, insights_config, select
+from tests.insights_helpers import truth as insights_truth
+from tests.tap_harness import TOKEN, base_config, duplicates, run_and_kill, run_tap, seeded
 
 ACCOUNTS = {"4001": 400, "4002": 250, "4003": 300, "4004": 150}
 STREAMS = ["ads", "adsets", "campaigns", "adaccounts"]
@@ -131,3 +132,82 @@ def test_report_runs_of_every_account_are_in_flight_together(make_sandbox):
     first_rows = next(i for i, (r, _) in enumerate(log) if r == "report_run_insights")
     # every account's report run was submitted before the first account's rows were read
     assert all(i < first_rows for i, (r, _) in enumerate(log) if r == "insights_submit")
+
+
+BATCHED = {str(4301 + i): 5 for i in range(6)}
+
+
+def batched_run(make_sandbox: Any, faults: list[str], **overrides: Any) -> tuple[Any, Any]:
+    """Insights of six accounts, one report run each, every run done after its fourth poll."""
+    from tap_meta_ads_sandbox import FaultPlan
+
+    sandbox = make_sandbox(accounts=BATCHED, faults=FaultPlan(faults))
+    sandbox.configure_insights(polls_to_complete=4)
+    config = insights_config(
+        sandbox.url, list(BATCHED), "2026-03-01", "2026-03-07", insights_poll_interval_seconds=0.05, **overrides
+    )
+    run = run_tap(config, catalog=select(config, {"ads_insights"}))
+    return sandbox, run
+
+
+def assert_exact_insights(sandbox: Any, run: Any) -> None:
+    """Every account's rows exactly as the sandbox has them, once each."""
+    assert run.returncode == 0, run.stderr[-3000:]
+    records = exact_records(run.stdout, "ads_insights")
+    keys = [(r["date_start"], r["account_id"], r["ad_id"]) for r in records]
+    assert len(keys) == len(set(keys))
+    expected = [r for a in BATCHED for r in insights_truth(sandbox, a, "2026-03-01", "2026-03-07")]
+    assert len(expected) > 0
+    key = "date_start", "account_id", "ad_id"
+    assert {tuple(r[k] for k in key): r for r in records} == {tuple(r[k] for k in key): r for r in expected}
+
+
+def split_at_batch_calls(log: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The log after each batch call, up to the next one."""
+    starts = [i for i, e in enumerate(log) if e["route"] == "batch"]
+    return [log[a + 1 : b] for a, b in zip(starts, [*starts[1:], len(log)], strict=True)]
+
+
+def polls(sandbox: Any, account: str | None = None) -> list[dict[str, Any]]:
+    return [
+        e for e in sandbox.stats()["log"] if e["route"] == "report_run" and account in (None, e["account_id"])
+    ]  # fmt: skip
+
+
+def test_report_runs_of_every_account_are_polled_together_in_batch_calls(make_sandbox):
+    sandbox, run = batched_run(make_sandbox, [])
+    assert_exact_insights(sandbox, run)
+    log = sandbox.stats()["log"]
+    assert all(e["batched"] for e in polls(sandbox))  # no run was polled alone
+    assert len(polls(sandbox)) == 4 * len(BATCHED)  # four polls each: every one answered
+    # the six accounts' runs are due together: batch calls poll several runs each (4 calls of 6 when unloaded)
+    # (one poller: batch calls never overlap, so a call's entries are the batched ones before the next call)
+    sizes = [sum(1 for e in part if e["batched"]) for part in split_at_batch_calls(log)]
+    assert len(sizes) <= 2 * len(BATCHED)
+    assert max(sizes) >= 3
+    assert sandbox.stats()["batched"] == 4 * len(BATCHED)
+
+
+def test_a_batched_poll_that_errors_is_polled_again_alone(make_sandbox):
+    # 4303's calls: token check, submit, four polls (the 4th call is its 2nd poll), rows
+    sandbox, run = batched_run(make_sandbox, ["act_4303:transient@4", "act_4305:http503@3"])
+    assert_exact_insights(sandbox, run)
+    for account, faulted in (("4303", "fault:transient"), ("4305", "fault:http503")):
+        seen = [(e["batched"], e["outcome"]) for e in polls(sandbox, account)]
+        at = seen.index((True, faulted))
+        assert seen[at + 1] == (False, "ok")  # its runner asked Meta again itself, at once
+        assert all(batched for batched, _ in seen[at + 2 :])  # ... and the poller polls it from then on
+    assert all(e["batched"] for a in ("4301", "4302", "4304", "4306") for e in polls(sandbox, a))
+
+
+def test_batch_calls_that_keep_failing_leave_each_run_polled_alone(make_sandbox):
+    # A Meta that refuses batches: three batch calls are tried, then every run is polled alone; rows exact.
+    sandbox, run = batched_run(make_sandbox, ["batch:param@after:0"])
+    assert_exact_insights(sandbox, run)
+    assert [e["route"] for e in sandbox.stats()["log"]].count("batch") == 3
+    assert len([e for e in polls(sandbox) if not e["batched"]]) == 4 * len(BATCHED)
+    warnings = [line for line in run.stderr.splitlines() if "in one batch call failed" in line]
+    assert len(warnings) == 3
+    assert "(#100) Invalid parameter" in warnings[0]
+    assert "for the rest of the run (3 batch calls failed in a row)" in warnings[-1]
+    assert TOKEN not in run.stderr

@@ -6,10 +6,13 @@ A fault plan is a list of rules, each a SPEC string::
     KIND~P[*K]               each request with probability P (0 < P <= 1), drawn from a seeded RNG,
                              at most K times when ``*K`` is given
     act_ID:RULE              either of the above, on requests to ad account ID only (its edges and node)
+    batch:RULE               either of the above, on batch requests only (the batch call itself, not its
+                             entries): a fault on it fails the whole batch
 
 Requests are counted from 1, from the moment the plan was installed, and only Graph API requests count
 (control endpoints do not); a rule for one ad account counts that account's requests only, so its schedule
-holds however requests to several accounts interleave (e.g. shards of accounts read in parallel). When
+holds however requests to several accounts interleave (e.g. shards of accounts read in parallel), and a
+``batch:`` rule counts batch calls only. When
 several rules hit the same request the first one in the plan wins; every probability rule draws on every
 request anyway, so one rule's draws never shift another's.
 
@@ -101,7 +104,7 @@ BASE_KINDS: tuple[str, ...] = (
 )
 KIND_HELP = "throttle:CODE[/SUBCODE] (CODE in 4, 17, 32, 613, 80000-80014), " + ", ".join(BASE_KINDS)
 
-_SPEC_RE = re.compile(r"^(?:act_(?P<account>\d+):)?(?P<kind>[a-z0-9_:/]+)(?P<op>[@~])(?P<sched>.+)$")
+_SPEC_RE = re.compile(r"^(?:act_(?P<account>\d+):|(?P<batch>batch):)?(?P<kind>[a-z0-9_:/]+)(?P<op>[@~])(?P<sched>.+)$")
 _PROB_RE = re.compile(r"^(?P<p>\d*\.?\d+(?:[eE]-?\d+)?)(?:\*(?P<k>\d+))?$")
 
 
@@ -130,6 +133,8 @@ class FaultRule:
     probability: float | None = None
     max_times: int | None = None
     account_id: str | None = None
+    #: fires on batch calls only, counted among batch calls
+    batch: bool = False
 
     def scheduled(self, n: int) -> bool:
         """Whether the exact schedule covers request ``n``."""
@@ -146,7 +151,7 @@ def parse_fault_spec(spec: str) -> FaultRule:
     m = _SPEC_RE.match(text)
     if m is None:
         raise ValueError(
-            f"bad fault spec {spec!r}: expected [act_ID:]KIND@N[,M,A-B,after:K] or [act_ID:]KIND~P[*K], "
+            f"bad fault spec {spec!r}: expected [act_ID:|batch:]KIND@N[,M,A-B,after:K] or [act_ID:|batch:]KIND~P[*K], "
             "e.g. http503@2,5"
         )
     kind = check_kind(m["kind"])
@@ -161,7 +166,9 @@ def parse_fault_spec(spec: str) -> FaultRule:
         k = int(pm["k"]) if pm["k"] is not None else None
         if k is not None and k < 1:
             raise ValueError(f"bad fault spec {spec!r}: *K must be >= 1")
-        return FaultRule(kind=kind, spec=text, probability=p, max_times=k, account_id=m["account"])
+        return FaultRule(
+            kind=kind, spec=text, probability=p, max_times=k, account_id=m["account"], batch=m["batch"] is not None
+        )
     exact: set[int] = set()
     ranges: list[tuple[int, int]] = []
     after: int | None = None
@@ -179,7 +186,13 @@ def parse_fault_spec(spec: str) -> FaultRule:
         else:
             raise ValueError(f"bad fault spec {spec!r}: schedule item {item!r} is not N (>= 1), A-B or after:K")
     return FaultRule(
-        kind=kind, spec=text, exact=frozenset(exact), ranges=tuple(ranges), after=after, account_id=m["account"]
+        kind=kind,
+        spec=text,
+        exact=frozenset(exact),
+        ranges=tuple(ranges),
+        after=after,
+        account_id=m["account"],
+        batch=m["batch"] is not None,
     )
 
 
@@ -222,14 +235,16 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._n = 0
         self._n_by_account: dict[str, int] = {}
+        self._n_batch = 0
         self._rng = random.Random(plan.seed)  # noqa: S311 - a reproducible fault schedule, not secrets
         self._fired = [0] * len(plan.rules)
 
-    def next_request(self, account_id: str | None = None) -> tuple[int, FaultRule | None]:
+    def next_request(self, account_id: str | None = None, *, batch: bool = False) -> tuple[int, FaultRule | None]:
         """Count one Graph request and return its number and the rule that hits it, if any.
 
         ``account_id`` is the ad account the request names (None for other paths); rules for one account
-        count and fire on that account's requests only.
+        count and fire on that account's requests only. ``batch``: the request is a batch call; ``batch:``
+        rules count and fire on those only.
         """
         with self._lock:
             self._n += 1
@@ -237,17 +252,21 @@ class FaultInjector:
             n_account = 0
             if account_id is not None:
                 n_account = self._n_by_account[account_id] = self._n_by_account.get(account_id, 0) + 1
+            if batch:
+                self._n_batch += 1
             hit: FaultRule | None = None
             for i, rule in enumerate(self.plan.rules):
                 if rule.probability is not None:
                     fires = self._rng.random() < rule.probability
                     if rule.max_times is not None and self._fired[i] >= rule.max_times:
                         fires = False
+                elif rule.batch:
+                    fires = rule.scheduled(self._n_batch)
                 elif rule.account_id is None:
                     fires = rule.scheduled(n)
                 else:
                     fires = rule.scheduled(n_account)
-                if rule.account_id is not None and rule.account_id != account_id:
+                if (rule.account_id is not None and rule.account_id != account_id) or (rule.batch and not batch):
                     fires = False
                 if fires and hit is None:
                     hit = rule

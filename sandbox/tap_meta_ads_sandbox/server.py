@@ -285,7 +285,7 @@ class SandboxApp:
         params = dict(pairs)
         version = version or DEFAULT_VERSION
         req = _GraphRequest("POST", path, pairs, params, headers, host, None)
-        _, rule = self.injector.next_request(None)
+        _, rule = self.injector.next_request(None, batch=True)
         refused = self._fault_error(rule, req) if rule is not None else None
         entries: list[BatchEntry] = []
         if refused is None:

@@ -268,6 +268,26 @@ def test_a_fault_on_the_batch_itself_fails_the_whole_batch(make_sandbox, client)
     ]
 
 
+def test_a_batch_rule_counts_and_hits_batch_calls_only(make_sandbox, client):
+    # batch:param@2 is the second batch call, whatever calls alone came between; its entries never count
+    sb = make_sandbox(faults=FaultPlan(["batch:param@2"]))
+    assert answers(send(client, sb, [get("act_1001"), get("act_1002")]))[0] is not None
+    assert client.get(f"{sb.url}/{VERSION}/act_1001", timeout=10).status_code == 200
+    refused = send(client, sb, [get("act_1001")])
+    assert refused.status_code == 400
+    assert error_of(refused)["code"] == 100
+    assert answers(send(client, sb, [get("act_1001")]))[0] is not None
+    assert [(e["route"], e["outcome"]) for e in sb.stats()["log"]] == [
+        ("batch", "ok"),
+        ("node", "ok"),
+        ("node", "ok"),
+        ("node", "ok"),
+        ("batch", "fault:param"),
+        ("batch", "ok"),
+        ("node", "ok"),
+    ]
+
+
 def test_the_rate_limiter_counts_each_entry(make_sandbox, client):
     sb = make_sandbox(account_budget=3, throttle_code="80004/2446079")
     got = answers(send(client, sb, [get("act_1001")] * 4 + [get("act_1002")]))
