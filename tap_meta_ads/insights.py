@@ -90,7 +90,16 @@ from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.pages import CursorPaginator, GraphPage
 from tap_meta_ads.partitions import AccountFetch
 from tap_meta_ads.prefetch import WriterAt
-from tap_meta_ads.report_runs import Job, Plan, PollAnswer, Progress, ReportPoller, Rows, Runner
+from tap_meta_ads.report_runs import (
+    FIRST_RUN_BYTES_GUESS,
+    Job,
+    Plan,
+    PollAnswer,
+    Progress,
+    ReportPoller,
+    Rows,
+    Runner,
+)
 from tap_meta_ads.reports import ALWAYS_RETURNED, ReportSpec, report_schema
 from tap_meta_ads.retries import retry_reason
 
@@ -178,7 +187,8 @@ class InsightsStream(GraphStream):
         self._chain_states: dict[str, dict[str, Any]] = {}
         self._day_plans: dict[str, Plan | None] = {}
         #: The last completed report run's rows in memory (bytes): what a run read ahead of the writer reserves.
-        self.last_run_bytes = 0
+        #: Until one is read, a guess (a guess of 0 let every account read a run ahead at once: bench_accounts.py).
+        self.last_run_bytes = FIRST_RUN_BYTES_GUESS
         self._page_with_retries: Callable[[AccountFetch, str, str | None], GraphPage] = self.request_decorator(
             self._results_page
         )

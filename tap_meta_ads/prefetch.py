@@ -38,6 +38,7 @@ import collections
 import enum
 import queue
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -47,6 +48,12 @@ K = TypeVar("K", bound=Hashable)
 
 #: How often a fetcher blocked on a full queue checks whether it should stop (seconds).
 _POLL_SECONDS = 0.2
+#: A partition that found no room for a reservation keeps its claim on the next room this long after it
+#: last asked (it asks again every ``report_runs.AWAIT_WRITER_SECONDS``); see ``ReadAhead.reserve``.
+_WANT_FRESH_SECONDS = 1.0
+#: A reservation ``d`` partitions ahead of the writer may fill the run-wide bound up to ``1 - (d - 1) / _NEAR``
+#: of it (at least ``1 / _NEAR``): the next partitions may use all of it, far ones only its first part.
+_NEAR = 16
 
 
 class WriterAt(enum.Enum):
@@ -260,10 +267,10 @@ class _Bounds(Generic[T]):
         with self.lock:
             self.total += size
 
-    def reserve(self, size: int) -> bool:
-        """Count ``size`` bytes about to be read ahead if the run-wide bound has room for them (``False``: none)."""
+    def reserve(self, size: int, share: float = 1.0) -> bool:
+        """Count ``size`` bytes about to be read ahead if ``share`` of the run-wide bound has room for them."""
         with self.lock:
-            if self.max_total_bytes is not None and self.total and self.total + size > self.max_total_bytes:
+            if self.max_total_bytes is not None and self.total and self.total + size > self.max_total_bytes * share:
                 return False
             self.total += size
             return True
@@ -333,6 +340,8 @@ class ReadAhead(Generic[K, T]):
         self._index = {key: i for i, key in enumerate(keys)}
         self._left: set[K] = set()  # partitions the writer left (or went past): nobody will take their items
         self._passed = 0  # index in keys up to which ``_pass_before`` has looked
+        self._wanting: dict[K, float] = {}  # partitions that found no room to reserve, and when they last asked
+        self._at = 0  # the index in keys of the partition the writer drains
         self._proven = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -343,6 +352,8 @@ class ReadAhead(Generic[K, T]):
             self._pass_before(key)
             self._fill()
             feed = self._feeds.get(key) or self._start(key)  # a key out of order is read now, alone
+            self._wanting.pop(key, None)  # the writer is here: it needs no reservation
+            self._at = self._index.get(key, self._at)
         finished = False
         try:
             yield from feed.drain()
@@ -378,11 +389,29 @@ class ReadAhead(Generic[K, T]):
         it waits for room (submitting and polling report runs): it reserves before the calls, ``release`` s
         just before it hands the item over (the queue then counts its real size), and marks the item
         ``reserved`` so the feed does not hold the producer back before its next item.
+
+        Room goes in the writer's order: while a partition the writer reaches sooner is waiting for room, later
+        ones get none, and a partition far ahead may only fill the first part of the bound (``_NEAR``), so the
+        run-wide bound holds the next partitions' items rather than the farthest ones' (first come, first
+        served, 50 accounts' report rows spread the bound over every account, one run each, and the writer then
+        waited at each account for the rest of its rows: bench_accounts.py).
         """
         feed = self._feeds.get(key)
         if feed is not None and not feed.room_for(size):
             return False
-        return self._bounds.reserve(size)
+        with self._lock:
+            now = time.monotonic()
+            mine = self._index.get(key, len(self._keys))
+            first = not any(
+                self._index.get(other, len(self._keys)) < mine and now - asked < _WANT_FRESH_SECONDS
+                for other, asked in self._wanting.items()
+            )
+            share = max(1 / _NEAR, 1 - (mine - self._at - 1) / _NEAR)
+            if first and self._bounds.reserve(size, share):
+                self._wanting.pop(key, None)
+                return True
+            self._wanting[key] = now
+            return False
 
     def release(self, size: int) -> None:
         """Give back a ``reserve``."""
@@ -391,6 +420,7 @@ class ReadAhead(Generic[K, T]):
     def _leave(self, key: K) -> None:
         """Nobody will take this partition's items: its fetcher stops, its bytes are given back."""
         self._left.add(key)
+        self._wanting.pop(key, None)
         feed = self._feeds.pop(key, None)
         if feed is not None:
             feed.cancel()

@@ -18,6 +18,7 @@ from tap_meta_ads import accounts, cli, inputs, redact
 from tap_meta_ads.account_days import AccountZones
 from tap_meta_ads.accounts import ACCOUNT_STATUSES, DEFAULT_ACCOUNT_STATUSES, AdAccount
 from tap_meta_ads.calls import appsecret_proof
+from tap_meta_ads.checkpoint import StateLineWriter
 from tap_meta_ads.insights import InsightsStream
 from tap_meta_ads.monitor import RunMonitor
 from tap_meta_ads.reports import ACTION_BREAKDOWNS, ATTRIBUTION_WINDOWS, LEVELS, report_problems, reports_from_config
@@ -338,6 +339,7 @@ class TapMetaAds(Tap):
         self.monitor = TapMetaAds.last_monitor = RunMonitor()
         self.account_zones = AccountZones()  # each account's time zone, read once per run (insights)
         super().__init__(*args, **kwargs)
+        self._state_writer = StateLineWriter(self.message_writer)  # the SDK's, without a deep copy per STATE
         # Before the first stream reads anything (``Tap.sync_all`` is final in the SDK, so the streams call it):
         # a token that cannot work stops the run with one line before any extraction.
         if self.config.get("check_token", True):

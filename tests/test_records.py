@@ -92,6 +92,32 @@ def test_a_record_written_directly_is_the_line_the_sdk_path_writes(capsys):
         assert writer.records == 2
 
 
+def test_a_state_is_the_line_the_sdk_path_writes_and_written_again_only_when_it_changed(capsys):
+    from singer_sdk.helpers._state import StateWriter
+    from singer_sdk.singerlib import StateMessage
+
+    from tap_meta_ads.checkpoint import StateLineWriter
+
+    state = {"bookmarks": {"ads": {"partitions": [{"context": {"account_id": "1"}, "resume": {"after": None}}]}}}
+    writer = RecordWriter()
+    writer.write_message(StateMessage(value=state))
+    writer.flush()
+    sdk_line = writer.format_message(StateMessage(value=state)).decode()
+    assert capsys.readouterr().out == sdk_line  # the SDK's own serialization of the same message
+    # the line writer writes exactly when the SDK's (deep-copying) writer does
+    ours, theirs = StateLineWriter(writer), StateWriter(writer)
+    for change in (None, None, "2026-01-01", "2026-01-01", "2026-01-02"):
+        if change:
+            state["bookmarks"]["ads"]["partitions"][0]["replication_key_value"] = change
+        ours.write_state(state)
+        writer.flush()
+        mine = capsys.readouterr().out
+        theirs.write_state(state)
+        writer.flush()
+        assert capsys.readouterr().out == mine
+    assert StateWriter.__init__.__code__.co_varnames[:2] == ("self", "message_writer")  # what the tap relies on
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
