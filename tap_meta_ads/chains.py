@@ -97,28 +97,51 @@ class ChainStream(Protocol):
 
 
 class ReportRunCap:
-    """Report runs in flight over every account of the run, under a total; each account may always run one.
+    """Report runs in flight over every account of the run, under a total, given in the writer's order.
 
-    An account with no run in flight may always submit one (``force``), so the account being written always
-    makes progress while accounts ahead of the writer hold the rest of the cap.
+    The places go to the accounts the writer reaches first: an account may take one only while the places that
+    the accounts before it hold or still need (``take``'s ``want``), plus its own, leave room. Given first come,
+    first served, 50 accounts' first report runs took the whole cap at once, one or two each, and the writer
+    then waited at account after account for its last runs, submitted rounds later (bench_accounts.py). The
+    account being written may always submit (``force``), so it always progresses.
     """
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, keys: list[Key] | None = None, first_want: int = 1) -> None:
         self.total = total
         self.in_flight = 0
         self.peak = 0
+        self._rank = {key: i for i, key in enumerate(keys or [])}
+        self._held = [0] * len(self._rank)
+        #: places each account still needs; before its chain says, ``first_want`` (its per-account cap)
+        self._want = [first_want] * len(self._rank)
+        self._before: list[int] | None = None  # places held or wanted by the accounts before each; None: stale
         self._lock = threading.Lock()
 
-    def take(self, *, force: bool = False) -> bool:
-        """One place for a report run; ``False`` when the cap is reached (and ``force`` is not set)."""
+    def take(self, key: Key | None = None, *, want: int = 1, force: bool = False) -> bool:
+        """One place for a report run of ``key``'s account, which needs ``want`` (this one included).
+
+        ``False`` when the cap is reached or the accounts the writer reaches sooner need the rest (and ``force``
+        is not set).
+        """
         with self._lock:
-            if self.in_flight >= self.total and not force:
-                return False
+            rank = self._rank.get(key) if key is not None else None
+            if rank is not None and self._want[rank] != want:
+                self._want[rank] = want
+                self._before = None
+            if not force:
+                if self.in_flight >= self.total:
+                    return False
+                if rank is not None and self._prefix(rank) + self._held[rank] >= self.total:
+                    return False
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
+            if rank is not None:
+                self._held[rank] += 1
+                self._want[rank] = max(0, want - 1)
+                self._before = None
             return True
 
-    def give(self) -> None:
+    def give(self, key: Key | None = None) -> None:
         """A report run completed (its rows may still wait at Meta for room), failed or was abandoned.
 
         Completed runs whose rows wait for the writer held places until read, so accounts far from the writer
@@ -126,6 +149,28 @@ class ReportRunCap:
         """
         with self._lock:
             self.in_flight -= 1
+            rank = self._rank.get(key) if key is not None else None
+            if rank is not None:
+                self._held[rank] -= 1
+                self._before = None
+
+    def done(self, key: Key) -> None:
+        """``key``'s account needs no more places (its chain ended)."""
+        with self._lock:
+            rank = self._rank.get(key)
+            if rank is not None and self._want[rank]:
+                self._want[rank] = 0
+                self._before = None
+
+    def _prefix(self, rank: int) -> int:
+        """Places held or wanted by the accounts before ``rank`` (recounted after a change, once)."""
+        if self._before is None:
+            before, running = [], 0
+            for held, want in zip(self._held, self._want, strict=True):
+                before.append(running)
+                running += held + want
+            self._before = before
+        return self._before[rank]
 
 
 class RunChains:
@@ -136,13 +181,17 @@ class RunChains:
     ) -> None:
         self.limit = int(config["max_concurrent_requests"])
         self.calls = threading.BoundedSemaphore(self.limit)
-        self.report_runs = ReportRunCap(int(config.get("insights_jobs_in_flight_total", 100)))
         self.report_poller = ReportPoller()
         self._config = config
         self._pacers: dict[str, Pacer] = {}
         self._lock = threading.Lock()
         by_name = {s.name: s for s in streams}
         keys: list[Key] = [(s.name, str(c["account_id"])) for s in streams for c in s.partitions or []]
+        self.report_runs = ReportRunCap(
+            int(config.get("insights_jobs_in_flight_total", 100)),
+            [key for key in keys if by_name[key[0]].waits_on_meta],
+            first_want=int(config.get("insights_jobs_in_flight", 1)),
+        )
         #: every chain may act on the same reading of the app's budget: that many calls are kept spare
         self.spare_calls = max(1, min(self.limit, len(keys)))
         for stream in streams:
@@ -165,6 +214,7 @@ class RunChains:
             # writer reached insights (bench_accounts.py)
             lane=lambda key: REPORT_LANE if by_name[key[0]].waits_on_meta else None,
             widths={REPORT_LANE: self.report_runs.total},
+            on_leave=self.report_runs.done,  # an account the writer is done with needs no more report runs
         )
 
     def pacer(self, account_id: str) -> Pacer:

@@ -264,6 +264,12 @@ class InsightsStream(GraphStream):
         The account's time zone is read here (one call per account per run, shared by the insights streams),
         then its days are planned in it.
         """
+        try:
+            yield from self._account_chain(account_id)
+        finally:  # the account needs no more places in the run's report-run cap (it may have taken none)
+            self.report_runs_cap.done((self.name, account_id))
+
+    def _account_chain(self, account_id: str) -> Iterator[Any]:
         account = self._plans[account_id]
         stats = account.stats = self.monitor.start(self.name, account_id)
         account.started = True

@@ -297,7 +297,8 @@ class ReadAhead(Generic[K, T]):
     for the writer kept accounts 33-50 from even submitting their report runs (bench_accounts.py).
     ``lane(key)`` sorts partitions into lanes with widths of their own (``widths``; others share ``width``),
     each started in the writer's order: partitions that mostly wait on Meta (report runs) then start at once
-    beside the ones that mostly call, instead of behind them in the writer's order.
+    beside the ones that mostly call, instead of behind them in the writer's order. ``on_leave(key)`` is told
+    when the writer is done with a partition (it took its items, or left it), under the read-ahead's lock.
     """
 
     def __init__(
@@ -315,6 +316,7 @@ class ReadAhead(Generic[K, T]):
         group: Callable[[K], Hashable] = lambda key: key,
         lane: Callable[[K], Hashable] = lambda _key: None,
         widths: dict[Hashable, int] | None = None,
+        on_leave: Callable[[K], None] = lambda _key: None,
     ) -> None:
         if min(width, depth, proven_after, *(widths or {}).values()) < 1:
             msg = f"width, depth and proven_after must be at least 1, got {width}, {depth} and {proven_after}"
@@ -340,6 +342,7 @@ class ReadAhead(Generic[K, T]):
         self._index = {key: i for i, key in enumerate(keys)}
         self._left: set[K] = set()  # partitions the writer left (or went past): nobody will take their items
         self._passed = 0  # index in keys up to which ``_pass_before`` has looked
+        self._on_leave = on_leave  # told of each partition the writer is done with (took or left)
         self._wanting: dict[K, float] = {}  # partitions that found no room to reserve, and when they last asked
         self._at = 0  # the index in keys of the partition the writer drains
         self._proven = False
@@ -372,6 +375,7 @@ class ReadAhead(Generic[K, T]):
             with self._lock:
                 self._feeds.pop(key, None)
                 self._left.add(key)
+                self._on_leave(key)
                 self._fill()
 
     def writer_at(self, key: K) -> WriterAt:
@@ -421,6 +425,7 @@ class ReadAhead(Generic[K, T]):
         """Nobody will take this partition's items: its fetcher stops, its bytes are given back."""
         self._left.add(key)
         self._wanting.pop(key, None)
+        self._on_leave(key)
         feed = self._feeds.pop(key, None)
         if feed is not None:
             feed.cancel()

@@ -317,6 +317,7 @@ class Runner:
         self.floor = plan.since
         self.marks: list[Progress] = []
         self.cap = stream.report_runs_cap
+        self.key = (stream.name, str(account.context["account_id"]))  # the chain's key in the writer's order
         self.poller = stream.report_poller
         self.inbox: queue.SimpleQueue[tuple[Job, str, PollAnswer | None]] = queue.SimpleQueue()
         self.gone = threading.Event()  # set when this runner ends: the poller drops its runs
@@ -337,11 +338,12 @@ class Runner:
             yield from self._loop()
         finally:
             self.gone.set()
+            self.cap.done(self.key)
             if self._readers is not None:
                 self._readers.shutdown(wait=False, cancel_futures=True)
             for job in self.running:  # a run that stops early gives its running report runs' places back
                 if not job.ready:
-                    self.cap.give()
+                    self.cap.give(self.key)
 
     def _loop(self) -> Iterator[Rows | Progress | Proven]:
         """Submit and poll; read a completed run's rows when the writer is here or the run's byte bound has room.
@@ -357,7 +359,12 @@ class Runner:
         while True:
             self._fill()
             if not self.running:
-                return
+                if not self.pending and self.next_window >= len(self.plan.windows):
+                    return  # every window read
+                if self.stream.writer_at(self.context) is WriterAt.NEVER:
+                    return
+                time.sleep(AWAIT_WRITER_SECONDS)  # no place in the run's cap yet: nearer accounts come first
+                continue
             if not proven:
                 proven = True
                 yield Proven()
@@ -453,14 +460,14 @@ class Runner:
                 done = self._poll(job)
         except RunFailedError as exc:
             self.running.remove(job)
-            self.cap.give()
+            self.cap.give(self.key)
             self._failed(job, exc)
             return None
         if not done:
             self._watch(job)
             return None
         job.ready = True
-        self.cap.give()  # complete: it no longer runs at Meta, whether or not its rows wait there for room
+        self.cap.give(self.key)  # complete: it no longer runs at Meta, whether or not its rows wait there for room
         return job
 
     def _watch(self, job: Job) -> None:
@@ -480,14 +487,15 @@ class Runner:
                 self.pending.append(Job(self.next_window, since, until))
                 self.open_parts[self.next_window] = 1
                 self.next_window += 1
-            # the run's cap; the account being written, or one with no run in flight, always may
-            if not self.cap.take(force=not self.running or self.stream.writer_at(self.context) is WriterAt.NOW):
+            # the run's cap, in the writer's order; the account being written always may
+            want = min(limit - len(self.running), len(self.pending) + len(self.plan.windows) - self.next_window)
+            if not self.cap.take(self.key, want=want, force=self.stream.writer_at(self.context) is WriterAt.NOW):
                 return
             job = self.pending.popleft()
             try:
                 self._submit(job)
             except BaseException:
-                self.cap.give()
+                self.cap.give(self.key)
                 raise
             self.running.append(job)
             self._watch(job)

@@ -211,3 +211,20 @@ def test_batch_calls_that_keep_failing_leave_each_run_polled_alone(make_sandbox)
     assert "(#100) Invalid parameter" in warnings[0]
     assert "for the rest of the run (3 batch calls failed in a row)" in warnings[-1]
     assert TOKEN not in run.stderr
+
+
+def test_report_runs_are_submitted_in_the_writers_order_under_a_small_cap(make_sandbox):
+    # 2 places for 5 accounts of 2 runs each: the places go to the accounts the writer reaches first
+    accounts = {str(4401 + i): 4 for i in range(5)}
+    sandbox = make_sandbox(accounts=accounts)
+    sandbox.configure_insights(seconds_to_complete=0.2, polls_to_complete=1)
+    config = insights_config(
+        sandbox.url, list(accounts), "2026-03-01", "2026-03-14", insights_jobs_in_flight=2,
+        insights_jobs_in_flight_total=2,
+    )  # fmt: skip
+    run = run_tap(config, catalog=select(config, {"ads_insights"}))
+    assert run.returncode == 0, run.stderr[-3000:]
+    submitted = [e["account_id"] for e in sandbox.stats()["log"] if e["route"] == "insights_submit"]
+    assert submitted == sorted(submitted)
+    assert sorted(set(submitted)) == sorted(accounts)
+    assert {r["record"]["account_id"] for r in run.records} == set(accounts)

@@ -317,3 +317,46 @@ def test_a_fetcher_done_frees_its_place_and_lanes_start_beside_each_other():
 def test_a_lane_of_width_zero_is_refused():
     with pytest.raises(ValueError, match="width"):
         ReadAhead(["a"], iter, width=1, depth=1, proven_after=1, widths={"reports": 0})
+
+
+def test_room_to_read_ahead_goes_to_the_partitions_the_writer_reaches_first():
+    keys = [f"p{i}" for i in range(20)]
+    ahead: ReadAhead[str, int] = ReadAhead(
+        keys, lambda _key: iter(()), width=1, depth=4, proven_after=1, max_bytes=100, max_total_bytes=100
+    )
+    assert ahead.reserve("p1", 60)  # the next partition may fill the whole bound
+    assert not ahead.reserve("p2", 60)  # no room: p2 now waits for room
+    ahead.release(60)
+    assert not ahead.reserve("p3", 10)  # room again, but p2 (nearer the writer) asked for it first
+    assert ahead.reserve("p2", 60)
+    ahead.release(60)
+    assert ahead.reserve("p3", 10)  # p3's turn
+    ahead.release(10)
+    # a partition far ahead may only fill the first part of the bound (1/16 at 15 or more partitions away)
+    assert ahead.reserve("p19", 6)
+    assert not ahead.reserve("p18", 6)  # 12 > 100 * (1 - 17 / 16) floored at 1/16
+    assert ahead.reserve("p2", 80)  # a near one still has the rest
+    assert ahead.waiting_bytes() == 86
+
+
+def test_report_run_places_go_in_the_writers_order_and_the_written_account_always_gets_one():
+    from tap_meta_ads.chains import ReportRunCap
+
+    keys = [("ads_insights", a) for a in ("1", "2", "3")]
+    cap = ReportRunCap(4, keys, first_want=2)
+    assert not cap.take(keys[2], want=2)  # accounts 1 and 2 may need 2 places each: all 4
+    assert cap.take(keys[1], want=2)
+    assert cap.take(keys[1], want=1)
+    assert not cap.take(keys[1], want=1)  # 2 wanted by account 1 + 2 held: the cap
+    assert cap.take(keys[0], want=1)  # account 1 comes first; it now needs 1 more
+    cap.done(keys[0])  # ... until its chain ends
+    assert not cap.take(keys[2], want=1)  # 1 + 2 held and 1 wanted before it
+    assert cap.take(keys[1], want=1)  # account 2 gets the place it waited for
+    cap.done(keys[1])
+    assert not cap.take(keys[2], want=1)  # the cap is full
+    assert cap.take(keys[2], want=1, force=True)  # the account being written always may
+    assert (cap.in_flight, cap.peak) == (5, 5)
+    for key in (keys[0], keys[1], keys[1]):
+        cap.give(key)
+    assert cap.take(keys[2], want=1)  # nothing before it any more
+    assert cap.in_flight == 3
