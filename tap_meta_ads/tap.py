@@ -285,8 +285,9 @@ class TapMetaAds(Tap):
             default=100,
             title="Report runs in flight (run)",
             description="Async report runs in flight at once over every ad account of the run (each account "
-            "within insights_jobs_in_flight; the account being written, or one with none running, may always "
-            "start one). Meta states no fixed limit; its insights throttle header paces the calls.",
+            "within insights_jobs_in_flight), given to the accounts in the order they are written; the account "
+            "being written may always start one. Meta states no fixed limit; its insights throttle header paces "
+            "the calls.",
         ),
         th.Property(
             "insights_poll_interval_seconds",

@@ -387,7 +387,6 @@ def test_a_token_with_weeks_left_is_logged_without_a_warning(make_sandbox):
 STOPS = {
     "expired": ({"expires_in_seconds": -3600}, "The access token expired on"),
     "missing scope": ({"scopes": ["pages_show_list", "business_management"]}, "neither ads_read nor ads_management"),
-    "account not visible": ({"accounts": ["1001"]}, "cannot see ad account act_1002"),
     "data access expired": ({"data_access_expires_in_seconds": -60}, "data access for this user expired"),
 }
 
@@ -408,13 +407,32 @@ def test_a_token_that_cannot_work_stops_before_extraction_with_one_line(make_san
     assert_token_nowhere(run, OTHER)
 
 
-def test_an_account_refused_with_a_permission_error_stops_with_one_line(make_sandbox):
+@pytest.mark.parametrize("on_account_error", ["fail", "skip"])
+def test_an_account_the_check_finds_refused_fails_alone(make_sandbox, on_account_error):
     sandbox = make_sandbox(accounts=ACCOUNTS, faults=FaultPlan.from_specs(["act_1002:permission@after:0"]))
-    run = run_tap(config(sandbox), streams=["adlabels"])
+    run = run_tap({**config(sandbox), "on_account_error": on_account_error}, streams=["adlabels"])
+    assert run.returncode == (1 if on_account_error == "fail" else 0), run.stderr[-3000:]
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "act_1002" in errors[0] and "permission" in errors[0], errors
+    others = [a for a in ACCOUNTS if a != "1002"]
+    assert others
+    assert sorted(r["record"]["id"] for r in run.records) == sorted(
+        o["id"] for a in others for o in sandbox.visible("adlabels", a)
+    )
+    assert [f["account_id"] for f in run.summary()["failed_accounts"]] == ["1002"]
+    # act_1002 was asked once, by the check before the run: its stream was never read
+    assert [e["account_id"] for e in sandbox.stats()["log"] if e["route"] != "debug_token"].count("1002") == 1
+
+
+def test_an_account_the_token_cannot_see_fails_alone(make_sandbox):
+    sandbox = make_sandbox(accounts=ACCOUNTS)
+    sandbox.set_token(OTHER, accounts=["1001"])
+    run = run_tap({**config(sandbox), "access_token": OTHER}, streams=["adlabels"])
     assert run.returncode == 1
     errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
-    assert len(errors) == 1 and "Permission missing on ad account act_1002" in errors[0]
-    assert run.records == [] and set(sandbox.stats()["by_route"]) == {"debug_token", "node"}
+    assert len(errors) == 1 and "act_1002" in errors[0], run.stderr[-3000:]
+    assert {r["record"]["account_id"] for r in run.records} == {"1001"}
+    assert_token_nowhere(run, OTHER)
 
 
 def test_meta_refusing_the_inspection_is_one_line_and_the_run_goes_on(make_sandbox):
