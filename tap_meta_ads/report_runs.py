@@ -446,11 +446,22 @@ class Runner:
             time.sleep(AWAIT_WRITER_SECONDS)
             return None
         try:
-            job, run_id, answer = self.inbox.get(
-                timeout=AWAIT_WRITER_SECONDS if wait_for_writer else POLL_INBOX_SECONDS
-            )
+            first = self.inbox.get(timeout=AWAIT_WRITER_SECONDS if wait_for_writer else POLL_INBOX_SECONDS)
         except queue.Empty:
             return None
+        done = self._answer(*first)
+        # The poller answers an account's runs together: read them all now, so their rows are read at once
+        # (``_collect_all``), not one run per pass of the loop.
+        while True:
+            try:
+                more = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            done = self._answer(*more) or done
+        return done
+
+    def _answer(self, job: Job, run_id: str, answer: PollAnswer | None) -> Job | None:
+        """Read one poll answer: the run if it just completed, else None (polled again later, or failed)."""
         if job.run_id != run_id or job.ready or job not in self.running:
             return None  # an answer about a run this runner has moved on from
         try:
