@@ -1,10 +1,9 @@
 """Ads Insights through Meta's asynchronous report runs: windows, runs in flight, splits, state.
 
 What a report may ask for (levels, fields, breakdowns, attribution) is ``reports.py``; this module runs them.
-Why it stays one module of about 800 lines: the stream's side (an account's days, windows, STATE marks) and
-the report runs' life cycle (``Runner``: submit, poll, collect, resubmit, split) share one plan and one
-progress record per account, and each change so far has touched both; the runner is the next to get a home
-of its own once the chains' scheduling of report runs settles (issue 19).
+The report runs' life cycle (submit, poll through the run's one poller, collect, resubmit, split) lives in
+``report_runs.py`` (``Runner``); this module keeps the stream's side: an account's days and windows, the
+report's parameters, and the STATE marks the runner's progress becomes.
 
 Why asynchronous: a synchronous ``GET /act_{id}/insights`` over months of daily ad rows times out on any
 real account. Meta's answer is the *AdReportRun*: ``POST /act_{id}/insights`` returns a

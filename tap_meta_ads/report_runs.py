@@ -157,8 +157,6 @@ class ReportPoller:
         self._cond = threading.Condition()
         self._closed = False
         self._thread: threading.Thread | None = None
-        self.calls = 0  # batch calls sent (read by tests)
-        self.answered = 0  # polls answered through them
         self._failures = 0  # batch calls failed in a row
 
     def watch(self, watch: _Watch) -> None:
@@ -219,15 +217,12 @@ class ReportPoller:
             if self._failures < BATCH_FAILURES_BEFORE_ALONE:
                 answers = self._send(batch)
             for watch, answer in zip(batch, answers, strict=True):
-                if answer is not None:
-                    self.answered += 1
                 watch.inbox.put((watch.job, watch.run_id, answer))
 
     def _send(self, batch: list[_Watch]) -> list[PollAnswer | None]:
         """One batch call polling ``batch``; each answer's usage headers paced on its own account."""
         first = batch[0]
         sent_at = time.monotonic()
-        self.calls += 1
         try:
             answers = first.send(first.account, [w.run_id for w in batch])
         except Exception as exc:  # noqa: BLE001 - each runner polls its run alone, through the error table
@@ -337,8 +332,7 @@ class Runner:
         try:
             yield from self._loop()
         finally:
-            self.gone.set()
-            self.cap.done(self.key)
+            self.gone.set()  # (the chain tells the cap it needs no more places: ``InsightsStream.fetch_chain``)
             if self._readers is not None:
                 self._readers.shutdown(wait=False, cancel_futures=True)
             for job in self.running:  # a run that stops early gives its running report runs' places back
