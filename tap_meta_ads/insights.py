@@ -72,6 +72,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
+import msgspec
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.types import Context
@@ -89,6 +90,7 @@ from tap_meta_ads.metric_values import MetricRows, MetricValueError
 from tap_meta_ads.pages import CursorPaginator, GraphPage
 from tap_meta_ads.partitions import AccountFetch
 from tap_meta_ads.prefetch import WriterAt
+from tap_meta_ads.reconcile import Reconciliation
 from tap_meta_ads.report_runs import (
     FIRST_RUN_BYTES_GUESS,
     Job,
@@ -306,7 +308,7 @@ class InsightsStream(GraphStream):
                 if isinstance(item, Progress):
                     checkpoint.save_progress(self, context, PROGRESS_KEY, item.progress)
                 elif isinstance(item, Rows):
-                    yield from item.rows
+                    yield from self._run_rows(account, item)
         except (FatalAPIError, RetriableAPIError, requests.RequestException) as exc:
             if self.end_failed_account(account, exc, lambda: None):  # its progress is saved already
                 return
@@ -323,6 +325,38 @@ class InsightsStream(GraphStream):
             checkpoint.complete_with(self, context, PROGRESS_KEY, plan.until.isoformat())
         account.stats.status = "complete"
         self.monitor.log_partition(self.logger, account.stats)
+
+    def _run_rows(self, account: AccountFetch, run: Rows) -> list[dict[str, Any]]:
+        """A completed report run's rows, built now from the bodies its chain read; counted, reconciled, logged.
+
+        Built by the writer, not the chain (see ``Rows``), and all of them before the first is written, as when
+        the chain built them: a page Meta sent wrong fails the account before any row of its run is written.
+        """
+        job = run.job
+        try:
+            rows = run.decode(self.metric_rows.decode_rows)
+        except MetricValueError as exc:
+            raise GraphAPIError(f"{self.name}: {exc}") from None
+        except msgspec.DecodeError as exc:
+            msg = f"{self.name}: a page of report run {job.run_id} has data that is not a list of objects ({exc})"
+            raise GraphAPIError(msg) from None
+        account_id = str(account.context["account_id"])
+        account.stats.records += len(rows)
+        if Reconciliation.compares(self.name):
+            self.monitor.reconciliation.add_rows(self.name, account_id, rows, set(self.selected_fields()))
+            if run.covers:  # every row of those days has been read and is now counted
+                self.monitor.reconciliation.cover(self.name, account_id, *run.covers)
+        self.logger.info(
+            "%s account %s %s: %d rows (report run %s, %d polls, attempt %d)",
+            self.name,
+            account_id,
+            job.describe(),
+            len(rows),
+            job.run_id,
+            job.polls,
+            job.attempts,
+        )
+        return rows
 
     def _plan_days(self, context: Context, zone: AccountZone, state: dict[str, Any] | None = None) -> Plan | None:
         """The days to read (the account's days): a resumed run's rest, or the lookback, or the history.
@@ -415,10 +449,7 @@ class InsightsStream(GraphStream):
         if after:
             params["after"] = after
         response = self.send(account, "GET", f"{self.url_base}/{run_id}/insights", params, endpoint="report_run_rows")
-        try:
-            return GraphPage.from_response(response, self.metric_rows.decode)
-        except MetricValueError as exc:
-            raise GraphAPIError(f"{self.name}: {exc}") from None
+        return GraphPage.from_response(response)  # its rows are built by the writer (``_run_rows``)
 
     def list_ids(self, account: AccountFetch, job: Job, level: str) -> list[str]:
         """The ids of the level's objects that delivered in the job's days (and scope), synchronously."""

@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from tap_meta_ads.pages import Paging, decode_page
+from tap_meta_ads.pages import Paging, decode_rows, decode_shell
 
 Converter = Callable[[Any], Any]
 
@@ -167,30 +167,37 @@ class MetricRows:
             if inner is not None:
                 lists[name] = list[_struct(f"Item_{name}", inner, {})] | None | msgspec.UnsetType  # type: ignore[misc]  # built at run time
         row = _struct("Row", props, lists)
-        page = msgspec.defstruct("Page", [("data", list[row]), ("paging", Paging | None, None)])  # type: ignore[valid-type]  # as above
-        self._typed = msgspec.json.Decoder(page, strict=False)  # lax: "418" is read as the int 418
+        self._typed = msgspec.json.Decoder(list[row], strict=False)  # type: ignore[valid-type]  # lax: "418" is 418
         self.typed_pages = 0
         self.converted_pages = 0
 
     def decode(self, content: bytes) -> tuple[list[dict[str, Any]], Paging | None]:
-        """A page's rows, metrics as numbers, and its ``paging`` member.
+        """A whole page's rows, metrics as numbers, and its ``paging`` member (``decode_rows`` of its ``data``).
 
         Raises ``msgspec.DecodeError`` for a body that is not a page, :class:`MetricValueError` (with the
         field and the row's date) for a value that is not a number of its type.
         """
+        shell = decode_shell(content)
+        return self.decode_rows(shell.data), shell.paging
+
+    def decode_rows(self, data: msgspec.Raw | bytes) -> list[dict[str, Any]]:
+        """A page's ``data`` (the raw JSON list a fetcher kept, see ``pages.GraphPage``), metrics as numbers.
+
+        Raises ``msgspec.DecodeError`` when it is not a list of objects, :class:`MetricValueError` as ``decode``.
+        """
         try:
-            page = self._typed.decode(content)
-            rows: list[dict[str, Any]] = msgspec.to_builtins(page.data, builtin_types=(Decimal,))  # type: ignore[attr-defined]  # built at run time
+            typed = self._typed.decode(data)
+            rows: list[dict[str, Any]] = msgspec.to_builtins(typed, builtin_types=(Decimal,))
         except msgspec.ValidationError:
-            page = None  # a shape the typed decode does not take: value by value below
-        if page is not None:
+            rows = []  # a shape the typed decode does not take: value by value below
+        else:
             self.typed_pages += 1
-            return rows, page.paging  # type: ignore[attr-defined]  # as above
-        rows, paging = decode_page(content)
+            return rows
+        rows = decode_rows(data)
         self.converted_pages += 1
         for row in rows:
             self.convert(row)
-        return rows, paging
+        return rows
 
     def convert(self, row: dict[str, Any]) -> None:
         """Convert one row's metrics in place, value by value (the reference the typed decode must equal)."""

@@ -1,7 +1,8 @@
 """A Graph API page parsed once: its rows, its cursor, Meta's clock; and the cursor paginator.
 
-One typed msgspec decode per page, straight from the body's bytes (rows of object edges are left raw until the
-writer builds them, see ``GraphPage``). Pages follow ``paging.cursors.after``, never ``next`` (which repeats
+One msgspec decode of a page's shell on the fetcher thread, straight from the body's bytes: its cursor and its
+rows checked as JSON but left raw until the writer builds them (``GraphPage``; report rows with their metrics
+as numbers, ``metric_values.MetricRows``). Pages follow ``paging.cursors.after``, never ``next`` (which repeats
 the token when a client sent it as a parameter).
 """
 
@@ -11,9 +12,8 @@ import datetime
 import email.utils
 import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import requests
@@ -25,9 +25,6 @@ from tap_meta_ads.errors import (
     TransientError,
     parse_json_body,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 class _Cursors(msgspec.Struct):
@@ -41,14 +38,7 @@ class Paging(msgspec.Struct):
     next: str | None = None
 
 
-class _PageBody(msgspec.Struct):
-    """The members of a Graph API page the tap reads; anything else in the body is skipped unread."""
-
-    data: list[dict[str, Any]]
-    paging: Paging | None = None
-
-
-class _PageShell(msgspec.Struct):
+class PageShell(msgspec.Struct):
     """A page as a fetcher thread reads it: ``paging`` decoded, the rows checked as JSON but not built."""
 
     data: msgspec.Raw
@@ -57,28 +47,28 @@ class _PageShell(msgspec.Struct):
 
 #: One typed msgspec decode per page, straight from the body's bytes: about five times faster than
 #: ``json.loads`` of the text, and it checks the page's shape on the way.
-_PAGE_DECODER = msgspec.json.Decoder(_PageBody)
-_SHELL_DECODER = msgspec.json.Decoder(_PageShell)
+_SHELL_DECODER = msgspec.json.Decoder(PageShell)
 _ROWS_DECODER = msgspec.json.Decoder(list[dict[str, Any]])
 
-#: Turns a page's body into its rows and ``paging``; raises ``msgspec.DecodeError`` for anything else.
-PageDecoder = Callable[[bytes], tuple[list[dict[str, Any]], Paging | None]]
+
+def decode_shell(content: bytes) -> PageShell:
+    """A page's ``paging`` and its rows as raw JSON; raises ``msgspec.DecodeError`` for anything but a page."""
+    return _SHELL_DECODER.decode(content)
 
 
-def decode_page(content: bytes) -> tuple[list[dict[str, Any]], Paging | None]:
-    """A page's rows (as Meta sent them) and its ``paging`` member.
+def decode_rows(data: msgspec.Raw | bytes) -> list[dict[str, Any]]:
+    """A page's rows as Meta sent them; raises ``msgspec.DecodeError`` when they are not a list of objects.
 
     A page is thousands of fresh dicts and lists that live until they are written; ``cli.run`` sets the
     cyclic GC's threshold so that it does not walk them meanwhile.
     """
-    body = _PAGE_DECODER.decode(content)
-    return body.data, body.paging
+    return _ROWS_DECODER.decode(data)
 
 
 def build_rows(raw: msgspec.Raw) -> list[dict[str, Any]]:
     """The rows of a page read by :meth:`GraphPage.from_response`, built now (by the writer)."""
     try:
-        return _ROWS_DECODER.decode(raw)
+        return decode_rows(raw)
     except msgspec.DecodeError as exc:
         msg = f"Meta sent a page whose data is not a list of objects ({exc})"
         raise GraphAPIError(msg) from None
@@ -125,28 +115,24 @@ class GraphPage:
         return cls(rows=[body], after=None, has_next=False, server_time=server_time_of(response))
 
     @classmethod
-    def from_response(cls, response: requests.Response, decode: PageDecoder | None = None) -> GraphPage:
+    def from_response(cls, response: requests.Response) -> GraphPage:
         """Parse a 2xx body; a body that is not a Graph page is a transient fault.
 
-        Without ``decode`` the rows are left raw (checked as JSON: a truncated or malformed body is
-        caught here, where it is retried); ``decode`` builds them at once (report rows, see insights).
+        The rows are left raw (checked as JSON: a truncated or malformed body is caught here, where it is
+        retried) and built when first used (``records``), by the writer.
         """
         content = response.content
-        rows: list[dict[str, Any]] | msgspec.Raw
         try:
-            if decode is None:
-                shell = _SHELL_DECODER.decode(content)
-                rows, paging = shell.data, shell.paging
-            else:
-                rows, paging = decode(content)
+            shell = decode_shell(content)
         except msgspec.DecodeError as exc:  # not JSON, truncated, or not shaped like a page
             raise TransientError(
                 "invalid_body",
                 f"HTTP {response.status_code} with a body that is not a Graph API page ({len(content)} bytes)",
             ) from exc
+        paging = shell.paging
         after = paging.cursors.after if paging and paging.cursors else None
         return cls(
-            rows=rows,
+            rows=shell.data,
             after=after or None,
             has_next=bool(paging and paging.next),
             server_time=server_time_of(response),

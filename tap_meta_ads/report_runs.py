@@ -32,8 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from tap_meta_ads.errors import GraphAPIError, ReportRunLostError
-from tap_meta_ads.pages import CursorPaginator
+from tap_meta_ads.pages import CursorPaginator, GraphPage
 from tap_meta_ads.prefetch import WriterAt
 from tap_meta_ads.reconcile import Reconciliation
 from tap_meta_ads.retries import retry_reason
@@ -97,10 +99,8 @@ class Plan:
     resumed: bool = False
 
 
-#: What a report row costs in memory while it waits for the writer, roughly: a dict of every field with exact
-#: numbers and lists of actions (the run-wide byte bound's unit; see ``chains.py``).
-ROW_BYTES_ESTIMATE = 6000
-#: A report run's rows in memory before any run of the stream has been read: about 700 rows.
+#: A report run's rows before any run of the stream has been read (the bytes of about 1,000 rows with every field,
+#: as Meta sends them); after that, the last run's real size.
 FIRST_RUN_BYTES_GUESS = 4 * 1024 * 1024
 #: How often an account whose report runs are complete checks whether the writer has reached it.
 AWAIT_WRITER_SECONDS = 0.1
@@ -247,12 +247,28 @@ class ReportPoller:
 
 @dataclass
 class Rows:
-    """The rows of one completed report run, on their way from the chain to the writer."""
+    """The pages of one completed report run, on their way from the chain to the writer.
 
-    rows: list[dict[str, Any]]
+    The pages keep their rows as Meta sent them (raw JSON, a view of each body: ``pages.GraphPage``) until the
+    writer decodes them (``decode``). Decoded on the chain's thread, a row waiting for the writer held about
+    14 KB of dicts, Decimals and lists for its 3 KB of JSON: the read-ahead's byte bound then counted an
+    estimate, and fewer runs fit in it (bench_accounts.py). Now what waits is the bodies, counted exactly.
+    """
+
+    pages: list[GraphPage]
     body_bytes: int
+    job: Job
+    #: the job's window is complete with this run: its days are covered (``Reconciliation.cover``)
+    covers: tuple[datetime.date, datetime.date] | None = None
     #: read within room the chain reserved (``prefetch.ReadAhead.reserve``): the feed never holds the chain back
     reserved: bool = True
+
+    def decode(self, decode_rows: Callable[[msgspec.Raw], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Every row of the run, in order, built now (all before any is written: a bad page fails the run whole)."""
+        rows: list[dict[str, Any]] = []
+        for page in self.pages:
+            rows += page.records if isinstance(page.rows, list) else decode_rows(page.rows)
+        return rows
 
 
 @dataclass
@@ -305,7 +321,6 @@ class Runner:
         self.pending: deque[Job] = deque()
         self.running: list[Job] = []
         self.open_parts: dict[int, int] = {}
-        self.rows_read = 0
         self.next_window = 0
         self.frontier = 0  # windows before this index are complete
         self.done: set[int] = set()
@@ -381,11 +396,10 @@ class Runner:
                     self.stream.release_ahead(reserved)
                     self._failed(job, outcome)
                     continue
-                self._finished(job, outcome)
-                size = len(outcome) * ROW_BYTES_ESTIMATE
+                size = sum(page.body_bytes for page in outcome)
                 self.stream.last_run_bytes = size
-                self.stream.release_ahead(reserved)  # the queue counts the rows' real size from here
-                yield Rows(outcome, size)
+                self.stream.release_ahead(reserved)  # the queue counts the run's real size from here
+                yield Rows(outcome, size, job, covers=self._part_done(job.window))
                 yield from self._marks()
 
     def _more_to_read(self, first: Job) -> list[tuple[Job, int]]:
@@ -400,7 +414,7 @@ class Runner:
             more.append((job, reserved))
         return more
 
-    def _collect_all(self, jobs: list[Job]) -> list[list[dict] | RunFailedError]:
+    def _collect_all(self, jobs: list[Job]) -> list[list[GraphPage] | RunFailedError]:
         """The rows of each completed run (or why there are none), their pages read concurrently.
 
         A run's pages follow one cursor, one after another; an account's completed runs do not depend on each
@@ -413,7 +427,7 @@ class Runner:
             self._readers = ThreadPoolExecutor(max_workers=max(2, self.stream.in_flight), thread_name_prefix="rows")
         return list(self._readers.map(self._collect_or_failure, jobs))
 
-    def _collect_or_failure(self, job: Job) -> list[dict] | RunFailedError:
+    def _collect_or_failure(self, job: Job) -> list[GraphPage] | RunFailedError:
         try:
             return self._collect(job)
         except RunFailedError as exc:
@@ -558,61 +572,39 @@ class Runner:
         job.next_poll = now + wait
         return False
 
-    def _collect(self, job: Job) -> list[dict]:
-        """Every row of a completed run (held until the last page, so a lost run yields nothing twice)."""
+    def _collect(self, job: Job) -> list[GraphPage]:
+        """Every page of a completed run (held until the last one, so a lost run yields nothing twice)."""
         assert job.run_id is not None
         stats = self.account.stats
-        rows: list[dict] = []
+        pages: list[GraphPage] = []
         paginator = CursorPaginator()
         while not paginator.finished:
             try:
                 page = self.stream._page_with_retries(self.account, job.run_id, paginator.current_value)
             except ReportRunLostError as exc:
                 raise RunFailedError("lost", f"results lost: {exc}") from None
-            rows += page.records
+            pages.append(page)
             if stats:
                 with self._pages_lock:  # runs' pages are read on several threads (``_collect_all``)
                     stats.pages += 1
             paginator.advance(page)  # type: ignore[arg-type]  # GraphPage, see CursorPaginator
-        return rows
+        return pages
 
     # -- outcomes -----------------------------------------------------------------------------------
 
-    def _finished(self, job: Job, rows: list[dict]) -> None:
-        count = len(rows)
-        stats = self.account.stats
-        self.rows_read += count
-        if stats:
-            stats.records += count
-        if Reconciliation.compares(self.stream.name):
-            fields = set(self.stream.selected_fields())
-            self.stream.monitor.reconciliation.add_rows(self.stream.name, str(self.context["account_id"]), rows, fields)
-        self.stream.logger.info(
-            "%s account %s %s: %d rows (report run %s, %d polls, attempt %d)",
-            self.stream.name,
-            self.context["account_id"],
-            job.describe(),
-            count,
-            job.run_id,
-            job.polls,
-            job.attempts,
-        )
-        self._part_done(job.window)
-
-    def _part_done(self, window: int) -> None:
+    def _part_done(self, window: int) -> tuple[datetime.date, datetime.date] | None:
+        """One part of a window has its rows; the window's days when that was its last part."""
         self.open_parts[window] -= 1
         if self.open_parts[window] > 0:
-            return
+            return None
         self.done.add(window)
-        if Reconciliation.compares(self.stream.name):  # every row of those days has been read
-            since, until = self.plan.windows[window]
-            self.stream.monitor.reconciliation.cover(self.stream.name, str(self.context["account_id"]), since, until)
         moved = False
         while self.frontier in self.done:
             self.frontier += 1
             moved = True
         if moved:
             self._save(done_through=self.plan.windows[self.frontier - 1][1])
+        return self.plan.windows[window]
 
     def _save(self, done_through: datetime.date | None) -> None:
         """The run's range and its contiguous completed days, in STATE: where a killed run resumes."""
@@ -664,8 +656,10 @@ class Runner:
             len(parts),
         )
         self.open_parts[job.window] += len(parts) - 1
-        if not parts:
-            self._part_done(job.window)  # no object delivered in those days: no rows to read
+        if not parts:  # no object delivered in those days: no rows to read
+            covered = self._part_done(job.window)
+            if covered and Reconciliation.compares(stream.name):
+                stream.monitor.reconciliation.cover(stream.name, str(self.context["account_id"]), *covered)
             return
         self.pending.extendleft(reversed(parts))
 

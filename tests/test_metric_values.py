@@ -21,14 +21,14 @@ from tap_meta_ads_sandbox import SandboxServer
 
 from tap_meta_ads.errors import GraphAPIError
 from tap_meta_ads.metric_values import MetricRows, MetricValueError
-from tap_meta_ads.pages import decode_page
+from tap_meta_ads.pages import decode_rows, decode_shell
 from tap_meta_ads.records import RecordWriter
 from tests.insights_helpers import ALL_FIELDS, SCHEMA, WINDOWS
 
 
 def reference(content: bytes, rows: MetricRows) -> list[dict[str, Any]]:
     """The value-by-value conversion of a body: what the typed decode must equal."""
-    plain, _ = decode_page(content)
+    plain = decode_rows(decode_shell(content).data)
     for row in plain:
         rows.convert(row)
     return plain

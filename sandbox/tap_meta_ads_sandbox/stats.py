@@ -7,6 +7,7 @@ carried the token in its URL, that a resumed run started from a cursor, how ofte
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from typing import Any
 
@@ -25,7 +26,7 @@ class Stats:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything counted so far (the request log numbering restarts at 1)."""
+        """Forget everything counted so far (the request log numbering and its clock, ``t``, restart)."""
         with self._lock:
             self._requests = 0
             self._by_route: Counter[str] = Counter()
@@ -37,6 +38,7 @@ class Stats:
             self._batched = 0
             self._records = 0
             self._connections = 0
+            self._since = time.monotonic()
             self._log: deque[dict[str, Any]] = deque(maxlen=self._log_cap)
 
     def record(
@@ -74,6 +76,7 @@ class Stats:
             self._log.append(
                 {
                     "n": self._requests,
+                    "t": round(time.monotonic() - self._since, 4),
                     "route": route,
                     "account_id": account_id,
                     "params": {k: v for k, v in params.items() if k not in SECRET_PARAMS},
