@@ -69,7 +69,7 @@ def measure(shards: int, ads: int, latency: float) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--latency", type=float, default=1.0, help="seconds added to every Graph answer (1.0)")
+    parser.add_argument("--latency", type=float, default=1.0, help="Meta's time to answer a call, seconds (1.0)")
     parser.add_argument("--ads", type=int, default=400, help="ads per account (400: four pages of 100)")
     parser.add_argument("--shards", default="1,2,4", help="shard counts to measure, K = N (1,2,4)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each; the median is reported (1)")

@@ -6,10 +6,11 @@
 
 Every measurement starts its own sandbox (``python -m tap_meta_ads_sandbox``) as a separate process on a free
 port and runs each client as a separate process with its stdout to /dev/null, as a target would read it. CPU
-seconds (user + system) and peak RSS come from ``wait4`` on the client process, so they include its start-up;
-wall time is measured around it. Records come from the sandbox's own count (``records_served``), calls from its
-request count, throttle answers from its outcomes. Data sets have no ARCHIVED or DELETED ads, so that every
-client, whatever its status filter, reads the same rows.
+seconds (user + system) and peak RSS come from ``wait4`` on the client process, so they include its start-up,
+and wall time is measured around it, by a small launcher (``rusage.py``: a child spawned by a large process
+would report that process's peak RSS as its own). Records come from the sandbox's own count
+(``records_served``), calls from its request count, throttle answers from its outcomes. Data sets have no
+ARCHIVED or DELETED ads, so that every client, whatever its status filter, reads the same rows.
 
 1. throughput: records per CPU-second and per wall-second of a full sync of each stream kind (``ads``; the
    insights stream once the tap has one), against the plain ``requests`` + ``json`` loop of
@@ -77,17 +78,16 @@ class Measured:
 
 def run_measured(args: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Measured:
     """Run a process with stdout to /dev/null; wall time, CPU seconds and peak RSS from ``wait4``."""
-    log_path = workdir / "client.log"
+    log_path, cost_path = workdir / "client.log", workdir / "client-cost.json"
+    launcher = [PYTHON, str(ROOT / "benchmarks/rusage.py"), str(cost_path)]  # see rusage.py: a clean peak RSS
     with open(os.devnull, "wb") as devnull, log_path.open("wb") as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen(list(args), stdout=devnull, stderr=log, env={**os.environ, **(env or {})}, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.run([*launcher, *args], stdout=devnull, stderr=log, env={**os.environ, **(env or {})},
+                              cwd=ROOT, check=False)  # fmt: skip
     text = log_path.read_text(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[:4])} ... failed with exit status {proc.returncode}:\n{text[-3000:]}")
-    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, text)
+    cost = json.loads(cost_path.read_text())
+    return Measured(cost["wall"], cost["cpu"], cost["rss_mb"], proc.returncode, text)
 
 
 class Sandbox:

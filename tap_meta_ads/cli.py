@@ -58,6 +58,11 @@ SDK_NOTICES = frozenset(
 #: threshold a page is written and freed before the GC runs; cyclic garbage (rare here) waits for at most
 #: this many allocations.
 GC_YOUNG_THRESHOLD = 200_000
+#: How long a thread may hold the interpreter before one that waits gets it (Python's default is 5 ms). A chain's
+#: fetcher thread whose answer has come waits for the writer, busy building and writing pages, to let go; at
+#: 5 ms that wait was on every call of a chain (8 accounts x every object stream: 0.105 s a call at 0.1 s of
+#: latency, bench_accounts.py), at 1 ms it is a fifth of it.
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class SdkNoticeFilter(logging.Filter):
@@ -130,6 +135,7 @@ def run(tap_class: type[TapMetaAds], argv: Sequence[str] | None = None) -> NoRet
     """Run the tap's command line; exit 0, or 1 after one ERROR line that names the cause."""
     args = list(sys.argv[1:] if argv is None else argv)
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     command = tap_class.cli  # builds the command and sets up the SDK's logging
     logger = tap_class.logger
     quiet_sdk_notices(logger, logging.getLogger("singer_sdk"))

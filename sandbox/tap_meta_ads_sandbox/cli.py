@@ -123,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     net.add_argument("--port-file", default=_env("PORT_FILE"), help="write the bound port to this file")
     net.add_argument(
-        "--latency", type=float, default=_env("LATENCY", "0"), help="seconds added to every Graph answer (default 0)"
+        "--latency",
+        type=float,
+        default=_env("LATENCY", "0"),
+        help="Meta's time to answer: each Graph answer leaves this many seconds after its request (default 0)",
     )
     net.add_argument(
         "--gzip",
