@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 from tap_meta_ads_sandbox import FaultPlan
 
+from tap_meta_ads.cli import cap_malloc_arenas
 from tap_meta_ads.client import rfc3339
 from tap_meta_ads.tap import DEFAULT_EFFECTIVE_STATUSES
 from tests.tap_harness import ADS, TOKEN, base_config, catalog_selecting, duplicates, run_streaming, run_tap
@@ -152,6 +154,14 @@ def test_token_never_in_url_output_or_state_across_errors(make_sandbox):
         assert secret not in text
         assert "app-SECRET-55" not in text
     assert sandbox.stats()["token_in_url"] == 0
+
+
+def test_malloc_arenas_are_capped_unless_the_environment_chose(monkeypatch):
+    """The run's threads share two malloc arenas (``cli.MALLOC_ARENAS``); a ``MALLOC_ARENA_MAX`` is the user's."""
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert cap_malloc_arenas() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert cap_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
 
 
 def test_about_and_discover(sandbox):
