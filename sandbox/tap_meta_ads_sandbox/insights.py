@@ -744,10 +744,10 @@ class ReportRun:
     created: float
     fate: str | None
     polls: int = 0
-    rows: list[dict[str, Any]] | None = None
+    rows: list[str] | None = None  # each row's JSON text (``encoded_rows``), once asked for
     too_large: bool = False
     #: its rows, computed while it runs (``InsightsService.submit``)
-    computing: Future[list[dict[str, Any]]] | None = None
+    computing: Future[list[str]] | None = None
 
     def percent(self, polls_needed: int, seconds_needed: float, now: float) -> int:
         """Progress so far: the slower of polls and (virtual) seconds."""
@@ -789,7 +789,31 @@ class _Paged:
         return int(offset)
 
 
-def page_of(rows: list[dict[str, Any]], params: dict[str, str], owner: str, url: str) -> dict[str, Any]:
+class RawJSON(str):
+    """A body already encoded as JSON: the server sends it as it is (``server.json_reply``)."""
+
+    __slots__ = ()
+
+
+def encoded_rows(rows: list[dict[str, Any]]) -> list[str]:
+    """Each row as its JSON text: a completed run keeps its rows so, until the sandbox stops.
+
+    Kept as dicts, 250 runs' rows were millions of objects the sandbox's cyclic GC walked again and again, and
+    each walk held up every answer of the sandbox (seconds at 50 accounts, bench_accounts.py); text is not
+    walked, and a page is then a join, not an encode.
+    """
+    return [json.dumps(row, separators=(",", ":"), ensure_ascii=False) for row in rows]
+
+
+def encoded_page(texts: list[str], params: dict[str, str], owner: str, url: str) -> tuple[RawJSON, int]:
+    """``page_of`` rows kept as JSON texts: the page's body, and how many rows it holds."""
+    doc = page_of(texts, params, owner, url)
+    data = doc.pop("data")
+    paging = f',"paging":{json.dumps(doc["paging"], separators=(",", ":"))}' if "paging" in doc else ""
+    return RawJSON(f'{{"data":[{",".join(data)}]{paging}}}'), len(data)
+
+
+def page_of(rows: list[Any], params: dict[str, str], owner: str, url: str) -> dict[str, Any]:
     """One page of rows with Meta's ``paging`` (cursors and a full ``next`` URL)."""
     try:
         limit = max(1, min(int(params.get("limit", "25")), 5000))
@@ -847,7 +871,7 @@ class InsightsService:
 
     def serve(
         self, method: str, node: str, edge: str | None, params: dict[str, str], url: str
-    ) -> tuple[int, dict[str, Any], dict[str, str], int]:
+    ) -> tuple[int, dict[str, Any] | RawJSON, dict[str, str], int]:
         """Answer an insights request: (status, body, headers, rows served). Raises GraphError."""
         account_id = node[4:] if node.startswith("act_") else self.runs[node].account_id
         acct = self.accounts.get(account_id)
@@ -867,8 +891,8 @@ class InsightsService:
         run = self.runs[node]
         if edge is None:
             return 200, self.poll(run), headers, 0
-        doc = self.results(run, params, url)
-        return 200, doc, headers, len(doc["data"])
+        body, served = self.results(run, params, url)
+        return 200, body, headers, served
 
     def _count_call(self, account_id: str) -> dict[str, str]:
         """Count one insights call in the account's window; the throttle header, or error 80000 over budget."""
@@ -930,7 +954,7 @@ class InsightsService:
         if limit is not None and count_rows(acct, query, self.today(acct)) > limit:
             run.too_large = True
         elif fate is None:  # a run that will complete: its rows are computed while it runs
-            run.computing = self._workers.submit(report_rows, acct, query, self.today(acct))
+            run.computing = self._workers.submit(lambda: encoded_rows(report_rows(acct, query, self.today(acct))))
         return {"report_run_id": run_id}
 
     def poll(self, run: ReportRun) -> dict[str, Any]:
@@ -972,7 +996,7 @@ class InsightsService:
             doc["time_completed"] = int(self.now())
         return doc
 
-    def results(self, run: ReportRun, params: dict[str, str], url: str) -> dict[str, Any]:
+    def results(self, run: ReportRun, params: dict[str, str], url: str) -> tuple[RawJSON, int]:
         """A page of a completed run's rows (computed once, on the first page)."""
         s = self.settings
         done = run.percent(s.polls_to_complete, s.seconds_to_complete, self.now()) >= 100  # noqa: PLR2004
@@ -982,8 +1006,9 @@ class InsightsService:
             raise invalid_parameter(f"(#100) Report run {run.id} is not complete")
         if run.rows is None:
             acct = self.accounts[run.account_id]
-            run.rows = run.computing.result() if run.computing else report_rows(acct, run.query, self.today(acct))
-        return page_of(run.rows, params, run.id, url)
+            computing = run.computing
+            run.rows = computing.result() if computing else encoded_rows(report_rows(acct, run.query, self.today(acct)))
+        return encoded_page(run.rows, params, run.id, url)
 
     # ------------------------------------------------------------------ control and truth
 

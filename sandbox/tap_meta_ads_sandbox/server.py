@@ -49,7 +49,7 @@ from tap_meta_ads_sandbox.faults import (
     throttle_error,
 )
 from tap_meta_ads_sandbox.files import CDN_PREFIX, IMAGE_DIR, THUMBNAIL_DIR, Cdn
-from tap_meta_ads_sandbox.insights import InsightsService
+from tap_meta_ads_sandbox.insights import InsightsService, RawJSON
 from tap_meta_ads_sandbox.listings import is_listing, listing_ids, listing_page
 from tap_meta_ads_sandbox.objects import CreativeCollection, ImageCollection
 from tap_meta_ads_sandbox.paging import Cursor, EdgeQuery, parse_fields, parse_query, select_page
@@ -119,8 +119,9 @@ class Reply:
 
 
 def json_reply(status: int, doc: object, headers: dict[str, str] | None = None) -> Reply:
-    """Serialise ``doc`` once, compactly, as Meta does."""
-    body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    """Serialise ``doc`` once, compactly, as Meta does (a ``RawJSON`` is already)."""
+    text = doc if isinstance(doc, RawJSON) else json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    body = text.encode()
     return Reply(status, [body], dict(headers or {}))
 
 
