@@ -333,14 +333,14 @@ class InsightsStream(GraphStream):
         the chain built them: a page Meta sent wrong fails the account before any row of its run is written.
         """
         job = run.job
+        account_id = str(account.context["account_id"])
+        where = f"{self.name} account {account_id} {job.describe()} (report run {job.run_id})"
         try:
             rows = run.decode(self.metric_rows.decode_rows)
         except MetricValueError as exc:
-            raise GraphAPIError(f"{self.name}: {exc}") from None
+            raise GraphAPIError(f"{where}: {exc}") from None
         except msgspec.DecodeError as exc:
-            msg = f"{self.name}: a page of report run {job.run_id} has data that is not a list of objects ({exc})"
-            raise GraphAPIError(msg) from None
-        account_id = str(account.context["account_id"])
+            raise GraphAPIError(f"{where}: Meta sent rows that are not a list of objects ({exc})") from None
         account.stats.records += len(rows)
         if Reconciliation.compares(self.name):
             self.monitor.reconciliation.add_rows(self.name, account_id, rows, set(self.selected_fields()))

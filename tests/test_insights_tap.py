@@ -319,3 +319,28 @@ def test_a_run_whose_progress_stalls_or_jumps_is_never_polled_later_than_the_gro
         interval, wait = next_poll(interval, first, elapsed, percent)
         assert interval == min(first * POLL_CAP_FACTOR, before * 1.5)
         assert first * 0.25 <= wait <= interval
+
+
+def test_a_report_page_with_a_metric_that_is_no_number_stops_the_run_after_the_accounts_before_it(make_sandbox):
+    """A run's pages wait for the writer as Meta's JSON and are built when written (``report_runs.Rows``).
+
+    A bad value is then found by the writer: one ERROR line naming the field, nothing of that account's report
+    written, and every account written before it complete, its STATE saved.
+    """
+    sandbox = make_sandbox(accounts={"1001": 12, "1002": 12}, faults=FaultPlan(["act_1002:bad_number@after:0"]))
+    config = insights_config(sandbox.url, ["1001", "1002"], "2025-01-01", "2025-01-14")
+    run = run_tap(config, catalog=select(config, {"ads_insights"}))
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, run.stderr[-3000:]
+    named = r"ads_insights account 1002 2025-01-\d\d\.\.2025-01-\d\d \(report run \d+\): "
+    assert re.search(named + r"Meta sent a bad value for spend \('n/a' is not a number\) on 2025-01-\d\d$", errors[0])
+    assert "Traceback" not in run.stderr
+    records = exact_records(run.stdout, "ads_insights")
+    assert {r["account_id"] for r in records} == {"1001"}
+    expected = truth(sandbox, "1001", "2025-01-01", "2025-01-14")
+    assert len(records) == len(expected) > 0
+    states = [m["value"] for m in map(json.loads, run.stdout.splitlines()) if m["type"] == "STATE"]
+    partitions = states[-1]["bookmarks"]["ads_insights"]["partitions"]
+    done = {p["context"]["account_id"]: p.get("replication_key_value") for p in partitions}
+    assert done["1001"] == "2025-01-14"

@@ -34,6 +34,10 @@ from tap_meta_ads_sandbox.usage import SUBCODE_USER_TEXT, THROTTLE_MESSAGES
 # Throttle codes whose default subcode is 2446079 (Meta's "too many calls to this ad account").
 _SUBCODE_2446079_BY_DEFAULT = frozenset({80000, 80003, 80004})
 
+# A fault on the real answer's content: the first row of a page gets ``"spend": "n/a"``, a metric that is not a
+# number (a client must refuse it in one line, naming the field, and write nothing of a report run that has it).
+BAD_NUMBER = "bad_number"
+
 # Faults that are not a JSON error body: the server acts them out on the socket.
 TRANSPORT_KINDS: frozenset[str] = frozenset({"reset", "truncated", "slow", "http429"})
 HTML_KINDS: dict[str, tuple[int, str]] = {
@@ -100,6 +104,7 @@ BASE_KINDS: tuple[str, ...] = (
     *sorted(HTML_KINDS),
     "reduce",
     "expired_cursor",
+    BAD_NUMBER,
     *sorted(TRANSPORT_KINDS),
 )
 KIND_HELP = "throttle:CODE[/SUBCODE] (CODE in 4, 17, 32, 613, 80000-80014), " + ", ".join(BASE_KINDS)

@@ -41,6 +41,7 @@ from tap_meta_ads_sandbox.errors import (
     unsupported_get,
 )
 from tap_meta_ads_sandbox.faults import (
+    BAD_NUMBER,
     HTML_KINDS,
     FaultInjector,
     FaultPlan,
@@ -591,7 +592,17 @@ class SandboxApp:
         return None
 
     def _act_out(self, rule: FaultRule, reply: Reply) -> None:
-        """Mark a transport fault (reset, truncated, slow) on the real answer, for the HTTP layer to act out."""
+        """Mark a transport fault (reset, truncated, slow) on the real answer, for the HTTP layer to act out.
+
+        ``bad_number`` changes the answer itself: its first row's ``spend`` becomes ``"n/a"``.
+        """
+        if rule.kind == BAD_NUMBER:
+            doc = json.loads(reply.body) if reply.status == HTTPStatus.OK else None
+            rows = doc.get("data") if isinstance(doc, dict) else None
+            if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+                rows[0]["spend"] = "n/a"
+                reply.chunks = [json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()]
+            return
         reply.action = rule.kind
         if rule.kind == "slow":
             reply.wait_seconds = self.injector.plan.slow_seconds
