@@ -138,14 +138,16 @@ def tap_settings() -> dict[str, Any]:
     return dict(TapMetaAds.config_jsonschema["properties"])
 
 
-def parallelism() -> int:
-    """How many accounts the tap reads at once by default (1 before it could read several)."""
-    setting = tap_settings().get("parallel_accounts")
+def concurrency() -> int:
+    """How many calls the tap has in flight at once by default (``max_concurrent_requests``)."""
+    setting = tap_settings().get("max_concurrent_requests")
     return int(setting.get("default", 1)) if setting else 1
 
 
 def tap_config(url: str, accounts: Sequence[str], **overrides: Any) -> dict[str, Any]:
-    return {"access_token": TOKEN, "account_ids": list(accounts), "api_url": url, **overrides}
+    """The tap's config for a measurement of extraction: without the token check, whose calls (the token, then
+    each account's node) are no part of what these measure and would count as calls and served rows."""
+    return {"access_token": TOKEN, "account_ids": list(accounts), "api_url": url, "check_token": False, **overrides}
 
 
 class Tap:
@@ -563,24 +565,27 @@ def latency_bound(report: Report, tap: Tap, sizes: Sizes) -> None:
     latency = 0.2
     page = int(tap_settings()["page_size"]["default"])
     accounts = {str(2001 + i): page * sizes.latency_pages for i in range(sizes.latency_accounts)}
-    width = parallelism()
+    width = concurrency()
     with sandbox(accounts, ["--latency", str(latency)]) as sb:
         sb.reset()
         ours = tap.run(sb.url, "ads", tap_config(sb.url, list(accounts)))
         stats = sb.stats()
     made = int(stats["requests"])
-    minimum = made * latency / width
+    chain = max(int(n) for n in stats["by_account"].values())
+    # the least time any client with the tap's limit takes: its calls spread over the limit, and no account's
+    # pages faster than one after another (each page's cursor is in the page before it)
+    minimum = max(made * latency / width, chain * latency)
     ratio = ours.wall / minimum
     report.add(
         Row(
             "latency-bound wall time",
             f"{ours.wall:.1f} s",
-            f"{minimum:.1f} s = calls x latency / parallelism",
+            f"{minimum:.1f} s = max(calls x latency / calls in flight, longest chain x latency)",
             f"{ratio:.2f}x",
             "<= 1.25x",
             ratio <= 1.25,
             f"{sizes.latency_accounts} accounts x {sizes.latency_pages} pages of {page}, {latency} s added to each "
-            f"answer: {made} calls, {width} account(s) at once",
+            f"answer: {made} calls, up to {width} in flight, the longest account {chain} calls",
         )
     )
 
@@ -647,7 +652,10 @@ def main() -> None:
     print(f"\n{text}")
     output = args.output or (RESULTS if chosen == list(MEASUREMENTS) and not args.quick else None)
     if output:
-        output.write_text(text)
+        # the file's later sections are other benchmarks' (``bench_accounts.py`` writes its own): they stay
+        old = output.read_text() if output.exists() else ""
+        rest = old[old.index("\n## ") :] if "\n## " in old else ""
+        output.write_text(text.rstrip() + "\n" + rest)
         print(f"[bench] written to {output}")
 
 
