@@ -331,7 +331,6 @@ class Runner:
         self.poller = stream.report_poller
         self.inbox: queue.SimpleQueue[tuple[Job, str, PollAnswer | None]] = queue.SimpleQueue()
         self.gone = threading.Event()  # set when this runner ends: the poller drops its runs
-        self._readers: ThreadPoolExecutor | None = None  # reads completed runs' rows at once (``_collect_all``)
         self._pages_lock = threading.Lock()
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -348,8 +347,6 @@ class Runner:
             yield from self._loop()
         finally:
             self.gone.set()  # (the chain tells the cap it needs no more places: ``InsightsStream.fetch_chain``)
-            if self._readers is not None:
-                self._readers.shutdown(wait=False, cancel_futures=True)
             for job in self.running:  # a run that stops early gives its running report runs' places back
                 if not job.ready:
                     self.cap.give(self.key)
@@ -423,9 +420,13 @@ class Runner:
         """
         if len(jobs) == 1:
             return [self._collect_or_failure(jobs[0])]
-        if self._readers is None:
-            self._readers = ThreadPoolExecutor(max_workers=max(2, self.stream.in_flight), thread_name_prefix="rows")
-        return list(self._readers.map(self._collect_or_failure, jobs))
+        # threads for this batch of runs only: kept for the runner's life, 100 accounts' idle readers were most of
+        # the run's threads at 150 accounts (up to 190, bench_accounts.py)
+        readers = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="rows")
+        try:
+            return list(readers.map(self._collect_or_failure, jobs))
+        finally:
+            readers.shutdown(wait=False, cancel_futures=True)  # a failure does not wait for the other runs' reads
 
     def _collect_or_failure(self, job: Job) -> list[GraphPage] | RunFailedError:
         try:
