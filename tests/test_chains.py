@@ -228,3 +228,27 @@ def test_report_runs_are_submitted_in_the_writers_order_under_a_small_cap(make_s
     assert submitted == sorted(submitted)
     assert sorted(set(submitted)) == sorted(accounts)
     assert {r["record"]["account_id"] for r in run.records} == set(accounts)
+
+
+def test_an_accounts_report_runs_go_at_once_after_its_first_is_accepted(make_sandbox):
+    """The first report run of an account goes alone (a request Meta refuses is sent once); the others at once.
+
+    One after another, each submit waits for Meta's answer to the one before it (0.2-2 s each).
+    """
+    latency = 1.0
+    sandbox = make_sandbox(accounts={"4501": 6}, latency_seconds=latency)
+    sandbox.configure_insights(seconds_to_complete=0, polls_to_complete=1)
+    config = insights_config(
+        sandbox.url, ["4501"], "2026-03-01", "2026-03-05", insights_window_days=1, insights_jobs_in_flight=5
+    )
+    run = run_tap(config, catalog=select(config, {"ads_insights"}))
+    assert run.returncode == 0, run.stderr[-3000:]
+    times = sorted(e["t"] for e in sandbox.stats()["log"] if e["route"] == "insights_submit")
+    assert len(times) == 5  # a run a day
+    assert times[1] - times[0] >= latency  # the second waited for the first's answer
+    assert times[-1] - times[1] < latency  # the other four went before any of them was answered
+    records = exact_records(run.stdout, "ads_insights")
+    expected = insights_truth(sandbox, "4501", "2026-03-01", "2026-03-05")
+    key = "date_start", "account_id", "ad_id"
+    assert len(expected) > 0
+    assert sorted(tuple(r[k] for k in key) for r in records) == sorted(tuple(r[k] for k in key) for r in expected)
