@@ -66,9 +66,9 @@ GC_YOUNG_THRESHOLD = 200_000
 SWITCH_INTERVAL_SECONDS = 0.001
 #: glibc's malloc arenas the process may use (its default is 8 per core). Each thread that allocates while
 #: another holds an arena may get one of its own, and the bodies the fetcher threads read, freed by the writer,
-#: leave memory behind in every arena: peak RSS grew with the threads a run had, 117 MB at 50 accounts and
-#: 139 MB at 150 (bench_accounts.py), against 116 and 121 MB with two arenas, at the same speed. A
-#: ``MALLOC_ARENA_MAX`` in the environment is the user's choice and stays.
+#: leave memory behind in every arena: peak RSS grew with the threads a run had, 138-139 MB at 150 accounts
+#: (bench_accounts.py), against 129-133 MB with two arenas, at the same speed. A ``MALLOC_ARENA_MAX`` in the
+#: environment is the user's choice and stays.
 MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's malloc.h
 

@@ -1,4 +1,4 @@
-"""Insights metric values: Meta's strings in, exact numbers out, converted while each page is parsed.
+"""Insights metric values: Meta's strings in, exact numbers out, converted while a page's rows are built.
 
 Meta serves every insights metric as a JSON string (``"impressions": "418"``, ``"spend": "12.34"``), also
 inside lists of action stats (``"actions": [{"action_type": "link_click", "value": "8", "7d_click": "6"}]``).
@@ -9,10 +9,11 @@ that reads it as a decimal).
 Converted one value at a time in Python, that was the largest cost of the insights stream: about 70 values a
 row, half of the tap's CPU per row. So :class:`MetricRows` builds, once per report, a msgspec type of the
 report's rows from its schema (integer fields ``int``; number fields ``int`` when the value is whole, else
-``Decimal``; action-stat lists as lists of typed items) and decodes each page with it in lax mode: msgspec
-turns the strings into numbers in C while it parses, about twice as fast as a plain parse followed by the
-conversion. A whole number as an ``int`` is the same JSON number as the ``Decimal`` (``"24"`` is written
-``24`` either way; ``"24.0"`` is written ``24``), and it is written in a fraction of the time.
+``Decimal``; action-stat lists as lists of typed items) and decodes each page's rows with it (by the writer,
+see ``report_runs.Rows``) in lax mode: msgspec turns the strings into numbers in C while it parses, about
+twice as fast as a plain parse followed by the conversion. A whole number as an ``int`` is the same JSON
+number as the ``Decimal`` (``"24"`` is written ``24`` either way; ``"24.0"`` is written ``24``), and it is
+written in a fraction of the time.
 
 The typed decode takes a page only when it can give exactly what the value-by-value conversion gives;
 any other page goes that slower way, whose result it must equal (``tests/test_metric_values.py``):
@@ -36,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from tap_meta_ads.pages import Paging, decode_rows, decode_shell
+from tap_meta_ads.pages import decode_rows
 
 Converter = Callable[[Any], Any]
 
@@ -171,33 +172,22 @@ class MetricRows:
         self.typed_pages = 0
         self.converted_pages = 0
 
-    def decode(self, content: bytes) -> tuple[list[dict[str, Any]], Paging | None]:
-        """A whole page's rows, metrics as numbers, and its ``paging`` member (``decode_rows`` of its ``data``).
-
-        Raises ``msgspec.DecodeError`` for a body that is not a page, :class:`MetricValueError` (with the
-        field and the row's date) for a value that is not a number of its type.
-        """
-        shell = decode_shell(content)
-        return self.decode_rows(shell.data), shell.paging
-
     def decode_rows(self, data: msgspec.Raw | bytes) -> list[dict[str, Any]]:
         """A page's ``data`` (the raw JSON list a fetcher kept, see ``pages.GraphPage``), metrics as numbers.
 
-        Raises ``msgspec.DecodeError`` when it is not a list of objects, :class:`MetricValueError` as ``decode``.
+        Raises ``msgspec.DecodeError`` when it is not a list of objects, :class:`MetricValueError` (with the field
+        and the row's date) for a value that is not a number of its type.
         """
         try:
             typed = self._typed.decode(data)
-            rows: list[dict[str, Any]] = msgspec.to_builtins(typed, builtin_types=(Decimal,))
-        except msgspec.ValidationError:
-            rows = []  # a shape the typed decode does not take: value by value below
-        else:
-            self.typed_pages += 1
+        except msgspec.ValidationError:  # a shape the typed decode does not take: value by value
+            rows = decode_rows(data)
+            self.converted_pages += 1
+            for row in rows:
+                self.convert(row)
             return rows
-        rows = decode_rows(data)
-        self.converted_pages += 1
-        for row in rows:
-            self.convert(row)
-        return rows
+        self.typed_pages += 1
+        return msgspec.to_builtins(typed, builtin_types=(Decimal,))
 
     def convert(self, row: dict[str, Any]) -> None:
         """Convert one row's metrics in place, value by value (the reference the typed decode must equal)."""

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
@@ -44,6 +44,8 @@ from tap_meta_ads.usage import Usage
 if TYPE_CHECKING:
     from tap_meta_ads.insights import InsightsStream
     from tap_meta_ads.partitions import AccountFetch
+
+T = TypeVar("T")
 
 #: The object levels, coarse to fine: the order a failing report is split in.
 SPLIT_LEVELS = ("campaign", "adset", "ad")
@@ -267,7 +269,7 @@ class Rows:
         """Every row of the run, in order, built now (all before any is written: a bad page fails the run whole)."""
         rows: list[dict[str, Any]] = []
         for page in self.pages:
-            rows += page.records if isinstance(page.rows, list) else decode_rows(page.rows)
+            rows += decode_rows(page.rows) if isinstance(page.rows, msgspec.Raw) else page.rows
         return rows
 
 
@@ -292,6 +294,22 @@ class RunFailedError(Exception):
     def __init__(self, kind: str, detail: str) -> None:
         super().__init__(detail)
         self.kind = kind
+
+
+def at_once(work: Callable[[Job], T], jobs: list[Job], name: str) -> list[T]:
+    """``work`` of each job, the jobs on threads of their own (one job: on this thread); results in order.
+
+    For an account's calls that do not depend on each other (its runs' submits, its completed runs' pages). The
+    threads last for this batch only: kept for a runner's life, 100 accounts' idle threads were most of a run's
+    threads at 150 accounts (up to 190, bench_accounts.py).
+    """
+    if len(jobs) <= 1:
+        return [work(job) for job in jobs]
+    pool = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix=name)
+    try:
+        return list(pool.map(work, jobs))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # an exception does not wait for the other jobs
 
 
 def next_poll(interval: float, first: float, elapsed: float, percent: int) -> tuple[float, float]:
@@ -419,15 +437,7 @@ class Runner:
         other, so they are read at once: read one run after another, the writer waited at every account of 50
         for the rest of its runs' pages (about 2 s an account at 0.1 s a call, bench_accounts.py).
         """
-        if len(jobs) == 1:
-            return [self._collect_or_failure(jobs[0])]
-        # threads for this batch of runs only: kept for the runner's life, 100 accounts' idle readers were most of
-        # the run's threads at 150 accounts (up to 190, bench_accounts.py)
-        readers = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="rows")
-        try:
-            return list(readers.map(self._collect_or_failure, jobs))
-        finally:
-            readers.shutdown(wait=False, cancel_futures=True)  # a failure does not wait for the other runs' reads
+        return at_once(self._collect_or_failure, jobs, "rows")
 
     def _collect_or_failure(self, job: Job) -> list[GraphPage] | RunFailedError:
         try:
@@ -548,13 +558,7 @@ class Runner:
                 return exc
             return None
 
-        if len(jobs) <= 1:
-            return [submit(job) for job in jobs]
-        submitters = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="submit")
-        try:
-            return list(submitters.map(submit, jobs))
-        finally:
-            submitters.shutdown(wait=False)
+        return at_once(submit, jobs, "submit")
 
     def _submit(self, job: Job) -> None:
         params = {
