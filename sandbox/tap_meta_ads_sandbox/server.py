@@ -920,6 +920,11 @@ class _HTTPServer(ThreadingHTTPServer):
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, address
 
+    def shutdown_request(self, request: socket.socket | tuple[bytes, socket.socket]) -> None:
+        """Close a connection, then count it closed (tests wait on the count, not on timers)."""
+        super().shutdown_request(request)
+        self.app.stats.connection_closed()
+
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that hung up (after a timeout, say) is normal here: no traceback, one line otherwise."""
         exc = sys.exc_info()[1]
@@ -1116,6 +1121,10 @@ class SandboxServer:
     def stats(self) -> dict[str, Any]:
         """Same document as ``GET /_sandbox/stats``."""
         return self.app.stats.snapshot()
+
+    def wait_connections_closed(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until the server has closed ``count`` connections since the stats were reset."""
+        return self.app.stats.wait_connections_closed(count, timeout)
 
     def reset_stats(self) -> None:
         """Same as ``POST /_sandbox/stats/reset``."""

@@ -22,6 +22,7 @@ class Stats:
 
     def __init__(self, log_cap: int = LOG_CAP) -> None:
         self._lock = threading.Lock()
+        self._closed_changed = threading.Condition(self._lock)
         self._log_cap = log_cap
         self.reset()
 
@@ -38,6 +39,7 @@ class Stats:
             self._batched = 0
             self._records = 0
             self._connections = 0
+            self._connections_closed = 0
             self._since = time.monotonic()
             self._log: deque[dict[str, Any]] = deque(maxlen=self._log_cap)
 
@@ -92,6 +94,21 @@ class Stats:
         with self._lock:
             self._connections += 1
 
+    def connection_closed(self) -> None:
+        """Count one connection the server has closed (idle timeout, ``Connection: close``, a fault)."""
+        with self._closed_changed:
+            self._connections_closed += 1
+            self._closed_changed.notify_all()
+
+    def wait_connections_closed(self, count: int, timeout: float) -> bool:
+        """Block until the server has closed ``count`` connections; False if ``timeout`` passed first.
+
+        A test that needs the server to have dropped a kept-alive connection waits on the event itself:
+        timers of different connection threads fire in no order a client can rely on.
+        """
+        with self._closed_changed:
+            return self._closed_changed.wait_for(lambda: self._connections_closed >= count, timeout)
+
     def snapshot(self) -> dict[str, Any]:
         """Return the stats document of ``GET /_sandbox/stats``."""
         with self._lock:
@@ -106,5 +123,6 @@ class Stats:
                 "batched": self._batched,
                 "records_served": self._records,
                 "connections": self._connections,
+                "connections_closed": self._connections_closed,
                 "log": list(self._log),
             }
