@@ -23,7 +23,11 @@ def test_stats_count_requests_outcomes_accounts_and_token_in_url(sandbox, client
     requests.get(ads_url(sandbox), params={"access_token": TOKEN, "limit": 3}, timeout=10)
     requests.get(ads_url(sandbox), params={"access_token": "wrong"}, timeout=10)
     requests.get(f"{sandbox.url}/_sandbox/stats", timeout=10)  # control requests do not count
+    # The three one-shot calls' connections, closed by their clients; the session's stays open.
+    assert sandbox.wait_connections_closed(3)
     stats = sandbox.stats()
+    assert stats["connections"] == 4
+    assert stats["connections_closed"] == 3
     assert stats["requests"] == 4
     assert stats["by_route"] == {"ads": 4}
     assert stats["by_outcome"] == {"ok": 2, "error:100": 1, "error:190": 1}
